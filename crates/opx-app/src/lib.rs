@@ -1,0 +1,5 @@
+//! The application layer of opx: one handler per pipeline stage, written once over the
+//! ports in [`ports`], run by the `opx` command over SQLite and by the Lambda functions
+//! over DynamoDB.
+
+pub mod ports;

@@ -1,0 +1,351 @@
+//! The ports the stage handlers depend on. Every backend (SQLite, DynamoDB) implements
+//! them and passes the one conformance suite in [`crate::conformance`].
+//!
+//! The central idea is the [`Commit`]: everything one step of the pipeline writes — sealed
+//! events, idempotency records, projection changes and work-queue changes — is applied
+//! all together or not at all, and every write is conditional. A lost race is a typed
+//! [`Conflict`], never a silent overwrite.
+
+use opx_domain::event::{EventEnvelope, EventPointer};
+use opx_domain::hash::Digest;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// Most events one read returns; callers page with `from_sequence`.
+pub const READ_PAGE_SIZE_MAX: usize = 1000;
+/// Most writes (events + idempotency records + projection and work changes) in one commit.
+/// DynamoDB allows 100 actions per transaction; a stream append may need two.
+pub const COMMIT_WRITES_MAX: usize = 48;
+/// Largest projection document, in bytes.
+pub const PROJECTION_LEN_MAX: usize = 256 * 1024;
+
+/// A pipeline stage that consumes a committed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// `SignalAccepted` → rules → `SignalEvaluated`.
+    Detect,
+    /// `SignalEvaluated` → evidence group (or recovery onto the open incident).
+    Correlate,
+    /// `DetectionCorrelated` → confidence assessment of the affected windows.
+    Assess,
+    /// `ConfidenceAssessed` → promotion gate → incident opened or evidence attached.
+    Promote,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 4] = [Stage::Detect, Stage::Correlate, Stage::Assess, Stage::Promote];
+
+    /// The stage's name as stored and logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Detect => "detect",
+            Stage::Correlate => "correlate",
+            Stage::Assess => "assess",
+            Stage::Promote => "promote",
+        }
+    }
+
+    /// Parses [`Stage::as_str`] output.
+    pub fn parse(text: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|stage| stage.as_str() == text)
+    }
+}
+
+/// One unit of pending work: a stage that must still consume a committed event. Added in
+/// the same commit as the event, removed in the same commit as the stage's output, so
+/// after a crash the queue holds exactly the work that did not happen.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WorkItem {
+    /// The consuming stage.
+    pub stage: Stage,
+    /// The event it consumes.
+    pub input: EventPointer,
+}
+
+impl WorkItem {
+    /// The work item's unique key: `stage/stream/sequence`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.stage.as_str(), self.input.stream_id, self.input.sequence)
+    }
+}
+
+/// A permanent record that a request (a stage step, a human action, an ingest) was done,
+/// and with what result. Never expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The key, e.g. `stage/detect/signal:ab12…/1` or `api/<principal>/<client key>`.
+    pub key: String,
+    /// Hash of the request's canonical content: the same key with another hash is a
+    /// conflict, never a silent overwrite.
+    pub request_hash: Digest,
+    /// The response to give a retry (JSON), e.g. the pointers of the events written.
+    pub response: Vec<u8>,
+}
+
+/// A materialised view, rebuilt from events at any time, updated with a version guard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projection {
+    /// What kind of view, e.g. `incident`, `open_incident`, `group_closed`.
+    pub kind: String,
+    /// The view's key within its kind.
+    pub key: String,
+    /// Bumped by every change; guards concurrent updates.
+    pub version: u64,
+    /// The view (JSON).
+    pub document: Vec<u8>,
+}
+
+/// A guarded change to one projection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectionChange {
+    /// Create (`expected_version: None`, the key must not exist) or replace (the stored
+    /// version must equal `expected_version`) with `projection`.
+    Put {
+        /// The new content; its `version` must be greater than `expected_version`.
+        projection: Projection,
+        /// The version the writer read.
+        expected_version: Option<u64>,
+    },
+    /// Delete; the stored version must equal `expected_version`.
+    Delete {
+        /// The kind.
+        kind: String,
+        /// The key.
+        key: String,
+        /// The version the writer read.
+        expected_version: u64,
+    },
+}
+
+/// Everything one step writes, applied atomically. See the module documentation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Sealed events. Each must be the next event of its stream: `sequence` one past the
+    /// stored head and `previous_hash` the head's hash (several events of one stream may
+    /// follow each other in one commit).
+    pub events: Vec<EventEnvelope>,
+    /// Idempotency records; each key must not exist yet.
+    pub idempotency: Vec<IdempotencyRecord>,
+    /// Guarded projection changes.
+    pub projections: Vec<ProjectionChange>,
+    /// Work to enqueue (idempotent: adding an existing item is not a conflict).
+    pub work_added: Vec<WorkItem>,
+    /// Work this step completes (idempotent: removing a missing item is not a conflict).
+    pub work_done: Vec<WorkItem>,
+}
+
+impl Commit {
+    /// The number of writes, to check against [`COMMIT_WRITES_MAX`].
+    pub fn write_count(&self) -> usize {
+        self.events.len()
+            + self.idempotency.len()
+            + self.projections.len()
+            + self.work_added.len()
+            + self.work_done.len()
+    }
+}
+
+/// Why a commit lost a race. Typed, so callers never match on message text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Another writer appended at this sequence first (or the expected previous hash is not
+    /// the stream's head). Re-read the stream and decide again.
+    #[error("stream {stream_id} already has an event at sequence {sequence}, or its head moved; re-read and retry")]
+    StreamMoved {
+        /// The stream.
+        stream_id: String,
+        /// The sequence that was taken.
+        sequence: u64,
+    },
+    /// The idempotency key exists. Compare `existing.request_hash` with yours: equal means
+    /// this is a duplicate (answer with `existing.response`), different means the key was
+    /// reused for another request.
+    #[error("idempotency key {} is already recorded", existing.key)]
+    IdempotencyKeyUsed {
+        /// The stored record.
+        existing: IdempotencyRecord,
+    },
+    /// The projection is not at the version the writer read.
+    #[error("projection {kind}/{key} is at version {actual:?}, expected {expected:?}; re-read and retry")]
+    ProjectionVersion {
+        /// The kind.
+        kind: String,
+        /// The key.
+        key: String,
+        /// What the writer expected (`None`: absent).
+        expected: Option<u64>,
+        /// What is stored (`None`: absent).
+        actual: Option<u64>,
+    },
+}
+
+/// A store failure, classified by what the caller should do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A concurrent writer won; see [`Conflict`] for what to do.
+    #[error("conflict: {0}")]
+    Conflict(#[from] Conflict),
+    /// The request itself is invalid (too large, too many writes, malformed key): a bug in
+    /// the caller or hostile input; retrying cannot help.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// The backend is busy or unreachable; retry with backoff.
+    #[error("store temporarily unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Stored data cannot be read back (corruption, unknown schema): stop and investigate.
+    #[error("stored data is corrupt or unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// A page of results and the cursor for the next one (`None` when done).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in the store's stable order.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// A payload that was refused, kept so nothing is silently lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectRecord {
+    /// SHA-256 of the payload bytes and the item index: recording the same reject twice is
+    /// a no-op.
+    pub id: Digest,
+    /// Where it came from, e.g. `alarms.ndjson:17` or `api:POST /signals`.
+    pub origin: String,
+    /// The JSON path of the offending field (`$` for the whole payload).
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The start of the payload (bounded), for people investigating.
+    pub excerpt: String,
+}
+
+/// Longest payload excerpt kept in a [`RejectRecord`], in bytes.
+pub const REJECT_EXCERPT_LEN_MAX: usize = 1024;
+
+/// Reading the store. Handlers that only read take this.
+pub trait StoreRead: Send + Sync {
+    /// Events of `stream_id` with `sequence >= from_sequence`, in order, at most `limit`
+    /// (capped at [`READ_PAGE_SIZE_MAX`]). Strongly consistent.
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<EventEnvelope>, StoreError>> + Send;
+
+    /// The last event of a stream, if any. Strongly consistent.
+    fn stream_head(
+        &self,
+        stream_id: &str,
+    ) -> impl Future<Output = Result<Option<EventEnvelope>, StoreError>> + Send;
+
+    /// Stream ids in the store's stable order, a page at a time.
+    fn list_streams(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<String>, StoreError>> + Send;
+
+    /// The idempotency record for `key`, if any.
+    fn idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
+
+    /// Idempotency records in key order, a page at a time (for verification).
+    fn list_idempotency(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<IdempotencyRecord>, StoreError>> + Send;
+
+    /// One projection.
+    fn projection(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Projection>, StoreError>> + Send;
+
+    /// Projections of one kind in key order, a page at a time.
+    fn list_projections(
+        &self,
+        kind: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Projection>, StoreError>> + Send;
+
+    /// Pending work in the order it was added (best effort on backends without an order),
+    /// a page at a time.
+    fn pending_work(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<WorkItem>, StoreError>> + Send;
+
+    /// Recorded rejects, a page at a time.
+    fn list_rejects(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<RejectRecord>, StoreError>> + Send;
+}
+
+/// Writing the store.
+pub trait Store: StoreRead {
+    /// Applies `commit` atomically; see [`Commit`]. On success returns the pointers of the
+    /// events written, in order.
+    fn commit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = Result<Vec<EventPointer>, StoreError>> + Send;
+
+    /// Records a reject (idempotent by its id).
+    fn record_reject(
+        &self,
+        reject: RejectRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Fan-out of committed events to other consumers. Never carries the data a stage decides
+/// on (stages re-read the store by pointer); a failure delays work, never loses it.
+pub trait Publisher: Send + Sync {
+    /// Publishes notifications for committed events.
+    fn publish(
+        &self,
+        events: &[EventEnvelope],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A publisher that does nothing: the embedded pipeline drains its work queue in process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPublisher;
+
+impl Publisher for NoPublisher {
+    async fn publish(&self, _events: &[EventEnvelope]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The time of a human action. Used for nothing else: event time comes from payloads.
+pub trait Clock: Send + Sync {
+    /// Now, in milliseconds since the epoch.
+    fn now(&self) -> opx_domain::time::EpochMs;
+}

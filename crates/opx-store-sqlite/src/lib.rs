@@ -1,0 +1,1 @@
+//! The embedded store of opx (placeholder while it is written).
