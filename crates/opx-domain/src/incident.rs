@@ -420,7 +420,7 @@ pub enum PrincipalError {
     },
 }
 
-const PRINCIPAL_ECHO_LEN_MAX: usize = 128;
+const ECHO_LEN_MAX: usize = 128;
 
 impl Principal {
     /// The prefix of every local principal.
@@ -434,7 +434,7 @@ impl Principal {
         match check_iam_arn(arn) {
             Ok(()) => Ok(Principal(arn.to_owned())),
             Err(reason) => Err(PrincipalError::InvalidIamArn {
-                arn: truncate_utf8(arn, PRINCIPAL_ECHO_LEN_MAX).to_owned(),
+                arn: truncate_utf8(arn, ECHO_LEN_MAX).to_owned(),
                 reason,
             }),
         }
@@ -444,7 +444,7 @@ impl Principal {
     /// characters of `A-Z a-z 0-9 . _ @ -`.
     pub fn local(name: &str) -> Result<Principal, PrincipalError> {
         let refuse = |reason| PrincipalError::InvalidLocalName {
-            name: truncate_utf8(name, PRINCIPAL_ECHO_LEN_MAX).to_owned(),
+            name: truncate_utf8(name, ECHO_LEN_MAX).to_owned(),
             reason,
         };
         if name.is_empty() {
@@ -470,7 +470,7 @@ impl Principal {
             Principal::iam(text)
         } else {
             Err(PrincipalError::Unrecognized {
-                text: truncate_utf8(text, PRINCIPAL_ECHO_LEN_MAX).to_owned(),
+                text: truncate_utf8(text, ECHO_LEN_MAX).to_owned(),
             })
         }
     }
@@ -1004,7 +1004,7 @@ impl IncidentEvent {
             }
             _ => {
                 return Err(PayloadError::UnknownEventType {
-                    event_type: truncate_utf8(event_type, PRINCIPAL_ECHO_LEN_MAX).to_owned(),
+                    event_type: truncate_utf8(event_type, ECHO_LEN_MAX).to_owned(),
                 })
             }
         };

@@ -22,6 +22,7 @@ pub mod glob;
 pub mod hash;
 pub mod incident;
 pub mod promotion;
+pub mod record;
 pub mod rules;
 pub mod signal;
 pub mod source;

@@ -55,6 +55,9 @@
 //! one. The SNS `AlarmArn` is required: without it an SNS copy could not be recognised as
 //! the same alarm as its EventBridge twin.
 //!
+//! An empty Alertmanager label counts as absent, as it does in Prometheus: `env=""` falls
+//! back to the default environment and `service=""` to the next service label.
+//!
 //! An Alertmanager `endsAt` of `0001-01-01T00:00:00Z` is Go's zero time: "not ended". A
 //! resolved alert without a real `endsAt` is refused, because its state-change time, and
 //! so its id, would be unknown. A firing alert's `endsAt` is ignored.
@@ -113,7 +116,7 @@ use crate::signal::{
     truncate_utf8, Severity, Signal, SignalId, SignalState, SourceKind, IDENTIFIER_LEN_MAX,
     LABEL_COUNT_MAX, LABEL_LEN_MAX, SIGNAL_SCHEMA_VERSION, SUMMARY_LEN_MAX,
 };
-use crate::time::{EpochMs, EVENT_TIME_MAX, EVENT_TIME_MIN};
+use crate::time::{EpochMs, TimestampError, EVENT_TIME_MAX, EVENT_TIME_MIN};
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -264,7 +267,10 @@ impl SourceConfig {
                 ));
             }
             if let Some(problem) = identifier_problem(&pattern.service) {
-                return Err(Rejection::new(format!("service_patterns[{index}].service"), problem));
+                return Err(Rejection::new(
+                    format!("service_patterns[{index}].service"),
+                    problem,
+                ));
             }
         }
         Ok(())
@@ -278,7 +284,11 @@ impl SourceConfig {
             .iter()
             .find(|pattern| glob_match(&pattern.alarm_name_glob, alarm_name))
             .map_or_else(
-                || alarm_name.split_once('-').map_or(alarm_name, |(head, _)| head),
+                || {
+                    alarm_name
+                        .split_once('-')
+                        .map_or(alarm_name, |(head, _)| head)
+                },
                 |pattern| pattern.service.as_str(),
             )
     }
@@ -345,6 +355,9 @@ pub fn parse_payload(bytes: &[u8], config: &SourceConfig) -> Result<ParsedPayloa
 }
 
 /// Parses an already decoded JSON value; see [`parse_payload`].
+///
+/// Prefer [`parse_payload`] on received bytes: once a value is decoded, a duplicate key
+/// has already been resolved silently and can no longer be refused.
 pub fn parse_value(value: &Value, config: &SourceConfig) -> Result<ParsedPayload, Rejection> {
     let root = Node::root(value);
     let object = root.object()?;
@@ -375,7 +388,8 @@ pub fn parse_value(value: &Value, config: &SourceConfig) -> Result<ParsedPayload
 pub fn detect_kind(value: &Value) -> Option<SourceKind> {
     let object = value.as_object()?;
     let has = |key: &str| object.contains_key(key);
-    let is_cloudwatch = object.get("source").and_then(Value::as_str) == Some(CLOUDWATCH_EVENT_SOURCE);
+    let is_cloudwatch =
+        object.get("source").and_then(Value::as_str) == Some(CLOUDWATCH_EVENT_SOURCE);
     if has("opx_signal_version") {
         Some(SourceKind::Native)
     } else if has("alarmArn") && has("alarmData") {
@@ -442,7 +456,10 @@ fn parse_json_text(text: &str) -> Result<Value, String> {
         .and_then(|value| deserializer.end().map(|()| value))
         .map_err(|error| {
             let message = error.to_string();
-            format!("expected one JSON document: {}", truncate_utf8(&message, 256))
+            format!(
+                "expected one JSON document: {}",
+                truncate_utf8(&message, 256)
+            )
         })?;
     Ok(value)
 }
@@ -547,7 +564,11 @@ impl JsonPath {
     }
 
     fn index(&self, index: usize) -> JsonPath {
-        let base = if self.0.is_empty() { "$" } else { self.0.as_str() };
+        let base = if self.0.is_empty() {
+            "$"
+        } else {
+            self.0.as_str()
+        };
         JsonPath(format!("{base}[{index}]"))
     }
 }
@@ -571,7 +592,10 @@ struct Node<'v> {
 
 impl<'v> Node<'v> {
     fn root(value: &'v Value) -> Node<'v> {
-        Node { value, path: JsonPath::root() }
+        Node {
+            value,
+            path: JsonPath::root(),
+        }
     }
 
     fn reject(&self, reason: impl Into<String>) -> Rejection {
@@ -602,7 +626,10 @@ impl<'v> Node<'v> {
         let path = self.path.key(key);
         match self.object()?.get(key) {
             Some(value) => Ok(Node { value, path }),
-            None => Err(Rejection::new(path.to_string(), "required field is missing")),
+            None => Err(Rejection::new(
+                path.to_string(),
+                "required field is missing",
+            )),
         }
     }
 
@@ -618,11 +645,16 @@ impl<'v> Node<'v> {
 
     /// An optional string field; `null` counts as absent.
     fn optional_string(&self, key: &str) -> Result<Option<&'v str>, Rejection> {
-        self.optional_field(key)?.map(|node| node.string()).transpose()
+        self.optional_field(key)?
+            .map(|node| node.string())
+            .transpose()
     }
 
     fn element(&self, index: usize, value: &'v Value) -> Node<'v> {
-        Node { value, path: self.path.index(index) }
+        Node {
+            value,
+            path: self.path.index(index),
+        }
     }
 }
 
@@ -633,8 +665,8 @@ fn describe(value: &Value) -> String {
         Value::Bool(flag) => format!("the boolean {flag}"),
         Value::Number(number) => format!("the number {}", bounded(&number.to_string())),
         Value::String(text) => format!("the string {}", quote(text)),
-        Value::Array(elements) => format!("an array of {} elements", elements.len()),
-        Value::Object(fields) => format!("an object with {} fields", fields.len()),
+        Value::Array(elements) => format!("an array of length {}", elements.len()),
+        Value::Object(fields) => format!("an object with {} field(s)", fields.len()),
     }
 }
 
@@ -683,13 +715,15 @@ fn label_name_problem(name: &str) -> Option<String> {
 }
 
 fn control_character_problem(text: &str) -> Option<String> {
-    text.char_indices().find(|(_, c)| c.is_control()).map(|(offset, c)| {
-        format!(
-            "expected no control characters, found U+{:04X} at byte {offset} of {}",
-            u32::from(c),
-            quote(text)
-        )
-    })
+    text.char_indices()
+        .find(|(_, c)| c.is_control())
+        .map(|(offset, c)| {
+            format!(
+                "expected no control characters, found U+{:04X} at byte {offset} of {}",
+                u32::from(c),
+                quote(text)
+            )
+        })
 }
 
 /// The string at `node`, checked as an identifier.
@@ -705,7 +739,12 @@ fn identifier<'v>(node: &Node<'v>) -> Result<&'v str, Rejection> {
 /// range.
 fn event_time(node: &Node<'_>) -> Result<EpochMs, Rejection> {
     let text = node.string()?;
-    let time = EpochMs::parse(text).map_err(|error| node.reject(error.to_string()))?;
+    let time = EpochMs::parse(text).map_err(|error| match error {
+        TimestampError::Malformed(_) => node.reject(error.to_string()),
+        TimestampError::OutOfRange(_) => {
+            node.reject(format!("expected a date and time that exist; {error}"))
+        }
+    })?;
     if !time.is_plausible_event_time() {
         return Err(node.reject(format!(
             "expected an event time from {EVENT_TIME_MIN} to {EVENT_TIME_MAX}, got {}",
@@ -726,7 +765,10 @@ fn string_labels(node: &Node<'_>) -> Result<BTreeMap<String, String>, Rejection>
     }
     let mut labels = BTreeMap::new();
     for (name, value) in object {
-        let label = Node { value, path: node.path.key(name) };
+        let label = Node {
+            value,
+            path: node.path.key(name),
+        };
         if let Some(problem) = label_name_problem(name) {
             return Err(label.reject(problem));
         }
@@ -809,7 +851,9 @@ fn parse_alarm_arn(text: &str) -> Result<AlarmArn<'_>, String> {
         return Err(shape("the service must be cloudwatch"));
     }
     if !is_region(region) {
-        return Err(shape("the region must be lowercase letters, digits and dashes"));
+        return Err(shape(
+            "the region must be lowercase letters, digits and dashes",
+        ));
     }
     if !is_account_id(account) {
         return Err(shape("the account must be 12 digits"));
@@ -817,7 +861,11 @@ fn parse_alarm_arn(text: &str) -> Result<AlarmArn<'_>, String> {
     if *resource != "alarm" || name.is_empty() {
         return Err(shape("the resource must be alarm:NAME"));
     }
-    Ok(AlarmArn { region, account, name })
+    Ok(AlarmArn {
+        region,
+        account,
+        name,
+    })
 }
 
 fn is_region(text: &str) -> bool {
@@ -856,9 +904,10 @@ fn cloudwatch_signal(
     let arn = parse_alarm_arn(alarm).map_err(|reason| fields.alarm_arn.reject(reason))?;
     let account = fields.account.string()?;
     if !is_account_id(account) {
-        return Err(fields
-            .account
-            .reject(format!("expected a 12-digit AWS account id, got {}", quote(account))));
+        return Err(fields.account.reject(format!(
+            "expected a 12-digit AWS account id, got {}",
+            quote(account)
+        )));
     }
     if arn.account != account {
         return Err(fields.alarm_arn.reject(format!(
@@ -949,7 +998,9 @@ fn parse_eventbridge(root: &Node<'_>, config: &SourceConfig) -> Result<Signal, R
     }
     let resources = root.field("resources")?;
     let Some(first) = resources.array()?.first() else {
-        return Err(resources.reject("expected the alarm ARN as the first element, got an empty array"));
+        return Err(
+            resources.reject("expected the alarm ARN as the first element, got an empty array")
+        );
     };
     let detail = root.field("detail")?;
     let state = detail.field("state")?;
@@ -1056,9 +1107,14 @@ fn sns_notification(notification: &Node<'_>, config: &SourceConfig) -> Result<Si
         )));
     }
     let message = parse_json_text(text).map_err(|reason| {
-        message_node.reject(format!("expected a CloudWatch alarm as a JSON string: {reason}"))
+        message_node.reject(format!(
+            "expected a CloudWatch alarm as a JSON string: {reason}"
+        ))
     })?;
-    let message = Node { value: &message, path: message_node.path.clone() };
+    let message = Node {
+        value: &message,
+        path: message_node.path.clone(),
+    };
     message.object()?;
     cloudwatch_signal(
         CloudwatchFields {
@@ -1118,7 +1174,12 @@ fn parse_alert(alert: &Node<'_>, config: &SourceConfig) -> Result<Signal, Reject
     };
     let labels_node = alert.field("labels")?;
     let labels = string_labels(&labels_node)?;
-    let label = |name: &str| labels.get(name).map(String::as_str).filter(|value| !value.is_empty());
+    let label = |name: &str| {
+        labels
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    };
 
     let alertname_path = labels_node.path.key("alertname");
     let alarm_name = label("alertname")
@@ -1160,7 +1221,10 @@ fn parse_alert(alert: &Node<'_>, config: &SourceConfig) -> Result<Signal, Reject
             if let Some(problem) = identifier_problem(&config.default_environment) {
                 return Err(Rejection::new(
                     environment_path.to_string(),
-                    format!("label is absent and the configured default_environment is unusable: {problem}"),
+                    format!(
+                        "label is absent and the configured default_environment is unusable: \
+                         {problem}"
+                    ),
                 ));
             }
             config.default_environment.as_str()
@@ -1172,24 +1236,37 @@ fn parse_alert(alert: &Node<'_>, config: &SourceConfig) -> Result<Signal, Reject
         .iter()
         .find(|name| label(name).is_some());
     let Some(service_label) = service_label else {
-        let first = config.service_labels.first().map_or("service", String::as_str);
+        let first = config
+            .service_labels
+            .first()
+            .map_or("service", String::as_str);
         return Err(Rejection::new(
             labels_node.path.key(first).to_string(),
             format!(
                 "expected one of the service labels [{}], found none; add one to the alert \
                  or configure service_labels",
-                config.service_labels.iter().map(|name| quote(name)).collect::<Vec<_>>().join(", ")
+                config
+                    .service_labels
+                    .iter()
+                    .map(|name| quote(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     };
     let service = label(service_label).unwrap_or_default();
     if let Some(problem) = identifier_problem(service) {
-        return Err(Rejection::new(labels_node.path.key(service_label).to_string(), problem));
+        return Err(Rejection::new(
+            labels_node.path.key(service_label).to_string(),
+            problem,
+        ));
     }
 
     let summary = match alert.optional_field("annotations")? {
         Some(annotations) => {
-            let summary = annotations.optional_string("summary")?.filter(|text| !text.is_empty());
+            let summary = annotations
+                .optional_string("summary")?
+                .filter(|text| !text.is_empty());
             match summary {
                 Some(summary) => summary,
                 None => annotations.optional_string("description")?.unwrap_or(""),
@@ -1219,7 +1296,10 @@ fn resolved_time(alert: &Node<'_>) -> Result<EpochMs, Rejection> {
     let not_ended = "expected the time the alert resolved, got no end time (Alertmanager's \
                      zero time 0001-01-01T00:00:00Z means not ended)";
     let Some(ends_at) = alert.optional_field("endsAt")? else {
-        return Err(Rejection::new(alert.path.key("endsAt").to_string(), not_ended));
+        return Err(Rejection::new(
+            alert.path.key("endsAt").to_string(),
+            not_ended,
+        ));
     };
     let text = ends_at.string()?;
     if EpochMs::parse(text) == Ok(ALERTMANAGER_ZERO_TIME) || text.is_empty() {
@@ -1247,11 +1327,15 @@ fn parse_native(root: &Node<'_>) -> Result<Signal, Rejection> {
             describe(version.value)
         )));
     }
-    if let Some(unknown) = root.object()?.keys().find(|key| !NATIVE_FIELDS.contains(&key.as_str())) {
+    if let Some(unknown) = root
+        .object()?
+        .keys()
+        .find(|key| !NATIVE_FIELDS.contains(&key.as_str()))
+    {
         return Err(Rejection::new(
             root.path.key(unknown).to_string(),
             format!(
-                "unknown field; a native signal v1 has only the fields {}",
+                "expected only the fields of a native signal v1 ({}), got an unknown field; remove it or raise opx_signal_version when the contract grows",
                 NATIVE_FIELDS.join(", ")
             ),
         ));
@@ -1320,11 +1404,26 @@ mod tests {
             service: service.to_owned(),
         };
         let variants = [
-            SourceConfig { environment_label: "stage".into(), ..base.clone() },
-            SourceConfig { default_environment: "prod".into(), ..base.clone() },
-            SourceConfig { service_labels: vec!["job".into(), "service".into()], ..base.clone() },
-            SourceConfig { service_patterns: vec![pattern("a*", "b")], ..base.clone() },
-            SourceConfig { service_patterns: vec![pattern("a", "*b")], ..base.clone() },
+            SourceConfig {
+                environment_label: "stage".into(),
+                ..base.clone()
+            },
+            SourceConfig {
+                default_environment: "prod".into(),
+                ..base.clone()
+            },
+            SourceConfig {
+                service_labels: vec!["job".into(), "service".into()],
+                ..base.clone()
+            },
+            SourceConfig {
+                service_patterns: vec![pattern("a*", "b")],
+                ..base.clone()
+            },
+            SourceConfig {
+                service_patterns: vec![pattern("a", "*b")],
+                ..base.clone()
+            },
             SourceConfig {
                 service_labels: vec!["servicejob".into()],
                 ..base.clone()
@@ -1342,20 +1441,50 @@ mod tests {
     #[test]
     fn config_validation_names_the_field() {
         let cases: [(SourceConfig, &str); 5] = [
-            (SourceConfig { environment_label: String::new(), ..Default::default() }, "environment_label"),
-            (SourceConfig { default_environment: "a\nb".into(), ..Default::default() }, "default_environment"),
-            (SourceConfig { service_labels: vec![], ..Default::default() }, "service_labels"),
-            (SourceConfig { service_labels: vec!["ok".into(), String::new()], ..Default::default() }, "service_labels[1]"),
             (
                 SourceConfig {
-                    service_patterns: vec![ServicePattern { alarm_name_glob: "x*".into(), service: String::new() }],
+                    environment_label: String::new(),
+                    ..Default::default()
+                },
+                "environment_label",
+            ),
+            (
+                SourceConfig {
+                    default_environment: "a\nb".into(),
+                    ..Default::default()
+                },
+                "default_environment",
+            ),
+            (
+                SourceConfig {
+                    service_labels: vec![],
+                    ..Default::default()
+                },
+                "service_labels",
+            ),
+            (
+                SourceConfig {
+                    service_labels: vec!["ok".into(), String::new()],
+                    ..Default::default()
+                },
+                "service_labels[1]",
+            ),
+            (
+                SourceConfig {
+                    service_patterns: vec![ServicePattern {
+                        alarm_name_glob: "x*".into(),
+                        service: String::new(),
+                    }],
                     ..Default::default()
                 },
                 "service_patterns[0].service",
             ),
         ];
         for (config, field) in cases {
-            assert_eq!(config.validate().map_err(|r| r.field), Err(field.to_owned()));
+            assert_eq!(
+                config.validate().map_err(|r| r.field),
+                Err(field.to_owned())
+            );
         }
     }
 
@@ -1363,8 +1492,14 @@ mod tests {
     fn cloudwatch_service_mapping() {
         let config = SourceConfig {
             service_patterns: vec![
-                ServicePattern { alarm_name_glob: "Checkout*".into(), service: "checkout".into() },
-                ServicePattern { alarm_name_glob: "*".into(), service: "catch-all".into() },
+                ServicePattern {
+                    alarm_name_glob: "Checkout*".into(),
+                    service: "checkout".into(),
+                },
+                ServicePattern {
+                    alarm_name_glob: "*".into(),
+                    service: "catch-all".into(),
+                },
             ],
             ..Default::default()
         };
@@ -1396,14 +1531,21 @@ mod tests {
             ("ésev1", "", Severity::Sev2),
         ];
         for (name, description, expected) in cases {
-            assert_eq!(cloudwatch_severity(name, description), expected, "{name:?} {description:?}");
+            assert_eq!(
+                cloudwatch_severity(name, description),
+                expected,
+                "{name:?} {description:?}"
+            );
         }
     }
 
     #[test]
     fn alarm_arns_are_checked_part_by_part() {
         let good = parse_alarm_arn("arn:aws:cloudwatch:us-east-1:123456789012:alarm:a:b").unwrap();
-        assert_eq!((good.region, good.account, good.name), ("us-east-1", "123456789012", "a:b"));
+        assert_eq!(
+            (good.region, good.account, good.name),
+            ("us-east-1", "123456789012", "a:b")
+        );
         assert!(parse_alarm_arn("arn:aws-cn:cloudwatch:cn-north-1:123456789012:alarm:x").is_ok());
         for bad in [
             "",
@@ -1442,7 +1584,11 @@ mod tests {
 
     #[test]
     fn paths_render_like_the_documentation() {
-        let path = JsonPath::root().key("alerts").index(3).key("labels").key("alertname");
+        let path = JsonPath::root()
+            .key("alerts")
+            .index(3)
+            .key("labels")
+            .key("alertname");
         assert_eq!(path.to_string(), "alerts[3].labels.alertname");
         assert_eq!(JsonPath::root().to_string(), "$");
         assert_eq!(JsonPath::root().index(0).to_string(), "$[0]");
@@ -1456,6 +1602,9 @@ mod tests {
 
     #[test]
     fn zero_time_constant_is_gos_zero_time() {
-        assert_eq!(EpochMs::parse("0001-01-01T00:00:00Z"), Ok(ALERTMANAGER_ZERO_TIME));
+        assert_eq!(
+            EpochMs::parse("0001-01-01T00:00:00Z"),
+            Ok(ALERTMANAGER_ZERO_TIME)
+        );
     }
 }

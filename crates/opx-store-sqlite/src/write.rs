@@ -433,14 +433,12 @@ pub(crate) fn commit_many(
         let savepoint = match transaction.savepoint() {
             Ok(savepoint) => savepoint,
             Err(error) => {
-                drop(transaction);
                 return batch.abort(Some(index), store_error("opening a savepoint", error));
             }
         };
         match apply(&savepoint, commit) {
             Ok(pointers) => {
                 if let Err(error) = savepoint.commit() {
-                    drop(transaction);
                     return batch.abort(Some(index), store_error("releasing a savepoint", error));
                 }
                 batch.outcomes[index] = Some(Ok(pointers));
@@ -449,17 +447,13 @@ pub(crate) fn commit_many(
                 // Finishing a savepoint with its default behaviour rolls back to it and
                 // releases it; if that fails the batch cannot be trusted.
                 if let Err(rollback) = savepoint.finish() {
-                    drop(transaction);
                     let rollback = store_error("rolling back a savepoint", rollback);
                     return batch.abort(Some(index), rollback);
                 }
                 batch.outcomes[index] = Some(Err(error));
             }
-            Err(error) => {
-                drop(savepoint);
-                drop(transaction);
-                return batch.abort(Some(index), error);
-            }
+            // Returning drops the transaction, which rolls the whole batch back.
+            Err(error) => return batch.abort(Some(index), error),
         }
     }
     if let Err(error) = transaction.commit() {
