@@ -408,7 +408,7 @@ async fn snapshot<S: StoreRead>(store: &S, kinds: &[&str]) -> Snapshot {
     work.sort();
     let mut rejects: Vec<_> =
         all_rejects(store, 50).await.into_iter().map(|reject| (reject.id, reject)).collect();
-    rejects.sort_by(|left, right| left.0.cmp(&right.0));
+    rejects.sort_by_key(|(id, _)| *id);
     Snapshot { streams, idempotency, projections, work, rejects }
 }
 

@@ -2,7 +2,7 @@
 //! ports in [`ports`], run by the `opx` command over SQLite and by the Lambda functions
 //! over DynamoDB.
 
-pub mod pipeline;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod pipeline;
 pub mod ports;

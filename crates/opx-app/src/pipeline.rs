@@ -43,6 +43,8 @@ pub const STEP_ATTEMPTS_MAX: u32 = 16;
 pub const GROUP_EVENTS_READ_MAX: usize = 20_000;
 /// Most events read from one incident stream to fold it.
 pub const INCIDENT_EVENTS_READ_MAX: usize = 50_000;
+/// Work items fetched per page while draining.
+pub const DRAIN_PAGE_SIZE: usize = 256;
 
 /// Projection kind: one incident's folded state (`key` = incident id, `version` = the
 /// incident stream's head sequence).
@@ -374,34 +376,47 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         Err(PipelineError::Contended { stage: item.stage.as_str(), input: item.key() })
     }
 
-    /// Drains the work queue: runs pending items page by page until none are left or
-    /// `steps_max` steps have run. Items that stay contended are left for a later run.
+    /// Drains the work queue: runs pending items, pass after pass, until a pass makes no
+    /// progress or `steps_max` steps have run. An item that keeps losing races or fails
+    /// with a non-transient error stays queued (and is reported) without blocking the rest.
     pub async fn drain(&self, steps_max: u64) -> Result<DrainReport, PipelineError> {
         let mut report = DrainReport::default();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
         loop {
-            let page = self.store.pending_work(None, 256).await?;
-            if page.items.is_empty() {
-                return Ok(report);
-            }
             let mut progressed = false;
-            for item in &page.items {
-                if report.steps >= steps_max {
-                    report.stopped_at_limit = true;
-                    return Ok(report);
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self.store.pending_work(cursor.as_deref(), DRAIN_PAGE_SIZE).await?;
+                for item in &page.items {
+                    if failed.contains(&item.key()) {
+                        continue;
+                    }
+                    if report.steps >= steps_max {
+                        report.stopped_at_limit = true;
+                        return Ok(report);
+                    }
+                    report.steps += 1;
+                    match self.run(item).await {
+                        Ok(step) => {
+                            progressed = true;
+                            report.detections += step.detections;
+                            report.incidents_opened.extend(step.incidents_opened);
+                            report.incidents_updated.extend(step.incidents_updated);
+                        }
+                        Err(error) => {
+                            if error.is_transient() {
+                                tracing::warn!(%error, work = %item.key(), "step left queued; a later run retries it");
+                            } else {
+                                tracing::error!(%error, work = %item.key(), "step failed; left queued for investigation");
+                            }
+                            report.left_queued.push(format!("{}: {error}", item.key()));
+                            failed.insert(item.key());
+                        }
+                    }
                 }
-                report.steps += 1;
-                match self.run(item).await {
-                    Ok(step) => {
-                        progressed = true;
-                        report.detections += step.detections;
-                        report.incidents_opened.extend(step.incidents_opened);
-                        report.incidents_updated.extend(step.incidents_updated);
-                    }
-                    Err(error) if error.is_transient() => {
-                        tracing::warn!(%error, work = %item.key(), "step left queued");
-                        report.left_queued += 1;
-                    }
-                    Err(error) => return Err(error),
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
                 }
             }
             if !progressed {
@@ -543,8 +558,18 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             ruleset_hash: self.config.rules.hash(),
             outcome,
         });
+        let next = match &event {
+            // Only detections and recoveries have anything to correlate.
+            PipelineEvent::SignalEvaluated(SignalEvaluated {
+                outcome:
+                    DetectionOutcome::Detected(_)
+                    | DetectionOutcome::NotDetected(NotDetectedReason::Recovery),
+                ..
+            }) => Some(Stage::Correlate),
+            _ => None,
+        };
         appender.append_pipeline(self.store, &input.stream_id, &event).await?;
-        Ok(Some(Stage::Correlate))
+        Ok(next)
     }
 
     async fn correlate_step(
@@ -572,7 +597,7 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }
             DetectionOutcome::NotDetected(NotDetectedReason::Recovery) => {
                 let signal = self.read_signal(&evaluated.signal_id).await?;
-                if let Some((pointer, pointer_version)) =
+                if let Some((pointer, _)) =
                     self.open_incident(&signal.environment, &signal.service).await?
                 {
                     let command = IncidentCommand::RecordRecovery {
@@ -581,7 +606,6 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                         alarm_name: signal.alarm_name.clone(),
                         event_time: signal.event_time,
                     };
-                    let _ = pointer_version;
                     if self.apply_incident_command(&pointer.incident_id, &command, appender, commit).await? {
                         report.incidents_updated.push(pointer.incident_id);
                     }
@@ -949,8 +973,8 @@ pub struct DrainReport {
     pub incidents_opened: Vec<IncidentId>,
     /// Incidents that gained evidence or a recovery.
     pub incidents_updated: Vec<IncidentId>,
-    /// Steps left queued after transient failures.
-    pub left_queued: u64,
+    /// Steps left queued, with why (transient failures, lost races, corrupt input).
+    pub left_queued: Vec<String>,
     /// Stopped because `steps_max` was reached.
     pub stopped_at_limit: bool,
 }

@@ -351,14 +351,19 @@ impl RuleSet {
 
     /// The rule set shipped in the repository's `rules/` directory, compiled in.
     pub fn default_rules() -> Result<RuleSet, RuleError> {
-        let files: Vec<RuleFile> = DEFAULT_RULE_FILES
+        RuleSet::from_files(&RuleSet::default_rule_files())
+    }
+
+    /// The files of [`RuleSet::default_rules`], exactly as compiled in, so a caller can
+    /// record the rule set it runs with.
+    pub fn default_rule_files() -> Vec<RuleFile> {
+        DEFAULT_RULE_FILES
             .iter()
             .map(|(path, text)| RuleFile {
                 path: (*path).to_string(),
                 text: (*text).to_string(),
             })
-            .collect();
-        RuleSet::from_files(&files)
+            .collect()
     }
 
     /// SHA-256 (tag [`RULESET_HASH_TAG`]) over the number of files and each file's path and

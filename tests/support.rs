@@ -1,0 +1,85 @@
+//! Shared helpers for the scenario tests: a fresh SQLite store, real-shaped payloads, and
+//! a canonical summary of the incidents a run produced.
+
+use opx_app::pipeline::{Pipeline, PipelineConfig, PROJECTION_INCIDENT};
+use opx_app::ports::{NoPublisher, StoreRead};
+use opx_domain::incident::Incident;
+use opx_domain::rules::RuleSet;
+use opx_domain::signal::Signal;
+use opx_domain::source::{parse_payload, SourceConfig};
+use opx_store_sqlite::{SqliteOptions, SqliteStore};
+use std::collections::BTreeMap;
+
+/// A store in its own temporary directory (removed when dropped).
+pub struct TempStore {
+    /// The store.
+    pub store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+/// Opens a fresh store.
+pub fn fresh_store() -> TempStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("opx.db"), SqliteOptions::default())
+        .expect("store opens");
+    TempStore { store, _dir: dir }
+}
+
+/// The default pipeline configuration with the repository's rules.
+pub fn default_config() -> PipelineConfig {
+    let files = RuleSet::default_rule_files();
+    PipelineConfig::with_rule_files(files).expect("default rules load")
+}
+
+/// A native opx signal payload.
+pub fn native_payload(alarm: &str, state: &str, time: &str, service: &str, severity: &str) -> String {
+    serde_json::json!({
+        "opx_signal_version": 1,
+        "alarm": alarm,
+        "state": state,
+        "time": time,
+        "environment": "prod",
+        "service": service,
+        "severity": severity,
+    })
+    .to_string()
+}
+
+/// Parses one payload that must yield exactly one signal.
+pub fn signal(payload: &str) -> Signal {
+    let parsed = parse_payload(payload.as_bytes(), &SourceConfig::default()).expect("payload parses");
+    let mut items = parsed.items;
+    assert_eq!(items.len(), 1, "one signal per payload");
+    items.remove(0).expect("signal is valid")
+}
+
+/// Ingests `signals` in order, draining the pipeline after the indices in `drain_after`
+/// and at the end.
+pub async fn run(store: &SqliteStore, config: &PipelineConfig, signals: &[Signal], drain_after: &[usize]) {
+    let pipeline = Pipeline::new(store, &NoPublisher, config);
+    for (index, signal) in signals.iter().enumerate() {
+        pipeline.ingest(signal).await.expect("ingest");
+        if drain_after.contains(&index) {
+            pipeline.drain(u64::MAX).await.expect("drain");
+        }
+    }
+    let report = pipeline.drain(u64::MAX).await.expect("drain");
+    assert!(report.left_queued.is_empty(), "nothing left queued: {:?}", report.left_queued);
+}
+
+/// The incidents in the store, keyed by id, as their canonical JSON.
+pub async fn incidents(store: &SqliteStore) -> BTreeMap<String, Incident> {
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_projections(PROJECTION_INCIDENT, cursor.as_deref(), 100).await.expect("list");
+        for projection in page.items {
+            let incident: Incident = serde_json::from_slice(&projection.document).expect("incident decodes");
+            out.insert(projection.key, incident);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
