@@ -11,7 +11,8 @@ use opx_domain::hash::Digest;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-/// Most events one read returns; callers page with `from_sequence`.
+/// Most items one read or list returns (events, streams, projections, records, work);
+/// callers page with `from_sequence` or the returned cursor. A limit of 0 is invalid.
 pub const READ_PAGE_SIZE_MAX: usize = 1000;
 /// Most writes (events + idempotency records + projection and work changes) in one commit.
 /// DynamoDB allows 100 actions per transaction; a stream append may need two.
@@ -124,7 +125,10 @@ pub enum ProjectionChange {
 pub struct Commit {
     /// Sealed events. Each must be the next event of its stream: `sequence` one past the
     /// stored head and `previous_hash` the head's hash (several events of one stream may
-    /// follow each other in one commit).
+    /// follow each other in one commit). A taken sequence, a gap or a wrong previous hash
+    /// is [`Conflict::StreamMoved`]: the writer's idea of the head is wrong, re-read.
+    /// Touching one item twice in a commit (key, projection, work item) is
+    /// [`StoreError::Invalid`], as DynamoDB refuses it too.
     pub events: Vec<EventEnvelope>,
     /// Idempotency records; each key must not exist yet.
     pub idempotency: Vec<IdempotencyRecord>,
@@ -270,7 +274,8 @@ pub trait StoreRead: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
 
-    /// Idempotency records in key order, a page at a time (for verification).
+    /// Idempotency records in a stable order, each exactly once, a page at a time (for
+    /// verification).
     fn list_idempotency(
         &self,
         cursor: Option<&str>,

@@ -130,7 +130,13 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_cursors_are_bound_to_their_list() {
-        for key in ["", "a", "incident/prod/orders", "ünïcødé/🔥", "with.dots.and-dashes"] {
+        for key in [
+            "",
+            "a",
+            "incident/prod/orders",
+            "ünïcødé/🔥",
+            "with.dots.and-dashes",
+        ] {
             let cursor = encode_key(List::Projections, key);
             assert_eq!(decode_key(List::Projections, &cursor).unwrap(), key);
             assert!(decode_key(List::Streams, &cursor).is_err());
@@ -149,7 +155,10 @@ mod tests {
                 assert_eq!(result.unwrap(), "");
                 continue;
             }
-            assert!(matches!(result, Err(StoreError::Invalid(_))), "{cursor:?} must be refused");
+            assert!(
+                matches!(result, Err(StoreError::Invalid(_))),
+                "{cursor:?} must be refused"
+            );
         }
     }
 

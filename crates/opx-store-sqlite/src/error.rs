@@ -63,7 +63,10 @@ pub enum OpenError {
 
 impl OpenError {
     pub(crate) fn from_sqlite(path: &Path, source: rusqlite::Error) -> OpenError {
-        OpenError::Sqlite { path: path.to_path_buf(), source }
+        OpenError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// Whether opening again later can succeed (another process held the file too long).
@@ -92,9 +95,10 @@ impl From<OpenError> for StoreError {
                 StoreError::Corrupt(error.to_string())
             }
             // Busy, permissions, a missing directory: an operator or a retry can fix it.
-            OpenError::Sqlite { .. } => {
-                StoreError::Unavailable { message: error.to_string(), source: Some(Box::new(error)) }
-            }
+            OpenError::Sqlite { .. } => StoreError::Unavailable {
+                message: error.to_string(),
+                source: Some(Box::new(error)),
+            },
         }
     }
 }
@@ -120,7 +124,10 @@ fn is_transient_code(code: Option<ErrorCode>) -> bool {
 /// [`StoreError`], keeping the source where the port allows it.
 pub(crate) fn store_error(doing: &str, error: rusqlite::Error) -> StoreError {
     let code = error.sqlite_error_code();
-    if matches!(code, Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+    if matches!(
+        code,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    ) {
         return StoreError::Unavailable {
             message: format!(
                 "{doing}: the store file stayed locked by another writer beyond the busy \

@@ -9,7 +9,7 @@
 //! - Several processes may share the file. Every commit starts with `BEGIN IMMEDIATE`, which
 //!   takes SQLite's single write lock before reading anything, so the conditions a commit
 //!   checks cannot change before it writes. A writer that waits longer than the busy timeout
-//!   gets [`opx_app::ports::StoreError::Unavailable`] (transient: retry).
+//!   gets [`StoreError::Unavailable`] (transient: retry).
 //! - Readers never block the writer and always see whole commits.
 //! - One [`SqliteStore`] is one connection behind a [`std::sync::Mutex`]. Its async methods
 //!   do short synchronous work and **block the calling thread** while they run (and while
@@ -40,15 +40,20 @@
 //! # Commits
 //! A commit is validated first (sizes, limits, well-formed keys, events whose hash covers
 //! their content, no item written twice) and refused with
-//! [`StoreError::Invalid`](opx_app::ports::StoreError::Invalid) before any lock is taken.
-//! Then, inside one transaction: each event must be the next of its stream (sequence = head
-//! + 1 and `previous_hash` = the head's hash, counting earlier events of the same commit),
-//! else [`Conflict::StreamMoved`](opx_app::ports::Conflict::StreamMoved) — a gap (sequence
-//! 3 on a one-event stream) is refused the same way; idempotency keys must be new, else
-//! [`Conflict::IdempotencyKeyUsed`](opx_app::ports::Conflict::IdempotencyKeyUsed) with the
-//! stored record; projection changes must find the expected version, else
-//! [`Conflict::ProjectionVersion`](opx_app::ports::Conflict::ProjectionVersion); work added
-//! must point at a stored event with that hash. Any refusal rolls back the whole commit.
+//! [`StoreError::Invalid`] before any lock is taken.
+//! Then, inside one transaction:
+//! - each event must be the next of its stream: its sequence one past the head's and its
+//!   `previous_hash` the head's hash, counting earlier events of the same commit; else
+//!   [`Conflict::StreamMoved`](opx_app::ports::Conflict::StreamMoved). A gap (sequence 3 on
+//!   a one-event stream) is refused the same way;
+//! - idempotency keys must be new, else
+//!   [`Conflict::IdempotencyKeyUsed`](opx_app::ports::Conflict::IdempotencyKeyUsed) with the
+//!   stored record;
+//! - projection changes must find the expected version, else
+//!   [`Conflict::ProjectionVersion`](opx_app::ports::Conflict::ProjectionVersion);
+//! - work added must point at a stored event with that hash, else `Invalid`.
+//!
+//! Any refusal rolls back the whole commit.
 //!
 //! # Pagination
 //! Every read takes a limit (1 to [`READ_PAGE_SIZE_MAX`](opx_app::ports::READ_PAGE_SIZE_MAX),
@@ -78,6 +83,10 @@ use std::time::Duration;
 /// Longest idempotency key, projection kind or projection key accepted, in bytes. Matches
 /// DynamoDB's sort-key limit so that both backends refuse the same keys.
 pub const KEY_LEN_MAX: usize = 1024;
+
+/// Prepared statements kept per connection: more than the store has, so none is
+/// re-prepared.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
 
 /// Default time a writer waits for another writer's lock before giving up.
 pub const BUSY_TIMEOUT_MS_DEFAULT: u32 = 5_000;
@@ -114,7 +123,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
-        SqliteOptions { synchronous: Synchronous::Normal, busy_timeout_ms: BUSY_TIMEOUT_MS_DEFAULT }
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            busy_timeout_ms: BUSY_TIMEOUT_MS_DEFAULT,
+        }
     }
 }
 
@@ -165,13 +177,20 @@ impl SqliteStore {
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(sqlite)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(OpenError::WalRefused { path: path.to_path_buf(), mode });
+            return Err(OpenError::WalRefused {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
         connection
             .pragma_update(None, "synchronous", options.synchronous.pragma_value())
             .map_err(sqlite)?;
-        connection.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite)?;
         schema::migrate(&mut connection, path)?;
+        // Every statement the store runs stays prepared (about twenty of them).
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(SqliteStore {
             connection: Mutex::new(Some(connection)),
             path: path.to_path_buf(),
@@ -223,7 +242,12 @@ impl SqliteStore {
                 let message = error.to_string();
                 commits
                     .iter()
-                    .map(|_| Err(StoreError::Unavailable { message: message.clone(), source: None }))
+                    .map(|_| {
+                        Err(StoreError::Unavailable {
+                            message: message.clone(),
+                            source: None,
+                        })
+                    })
                     .collect()
             }
         }

@@ -4,16 +4,21 @@
 
 use crate::cursor::{self, List};
 use crate::error::{corrupt, store_error};
-use opx_app::ports::{IdempotencyRecord, Page, Projection, RejectRecord, Stage, StoreError, WorkItem};
+use opx_app::ports::{
+    IdempotencyRecord, Page, Projection, RejectRecord, Stage, StoreError, WorkItem,
+};
 use opx_domain::event::{EventEnvelope, EventPointer};
 use opx_domain::hash::Digest;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// Decodes a stored 32-byte hash.
 pub(crate) fn digest(bytes: &[u8], what: &str) -> Result<Digest, StoreError> {
-    <[u8; 32]>::try_from(bytes)
-        .map(Digest)
-        .map_err(|_| corrupt(format!("a stored {what} is {} bytes instead of 32", bytes.len())))
+    <[u8; 32]>::try_from(bytes).map(Digest).map_err(|_| {
+        corrupt(format!(
+            "a stored {what} is {} bytes instead of 32",
+            bytes.len()
+        ))
+    })
 }
 
 fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
@@ -21,11 +26,7 @@ fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 /// Turns the rows of a page query (which asked for one row more than `limit`) into a page.
-fn page<T>(
-    mut items: Vec<T>,
-    limit: usize,
-    cursor_of: impl Fn(&T) -> String,
-) -> Page<T> {
+fn page<T>(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
     if items.len() > limit {
         items.truncate(limit);
         let next = items.last().map(&cursor_of);
@@ -45,13 +46,23 @@ const EVENT_COLUMNS: &str =
 type EventRow = (String, i64, String, i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
 }
 
 fn event_from_row(row: EventRow) -> Result<EventEnvelope, StoreError> {
     let (stream_id, sequence, event_type, schema_version, payload, previous_hash, hash) = row;
     let schema_version = u32::try_from(schema_version).map_err(|_| {
-        corrupt(format!("event {stream_id}#{sequence} has schema version {schema_version}"))
+        corrupt(format!(
+            "event {stream_id}#{sequence} has schema version {schema_version}"
+        ))
     })?;
     Ok(EventEnvelope {
         sequence: unsigned(sequence, "event sequence")?,
@@ -83,7 +94,11 @@ pub(crate) fn read_stream(
         .and_then(|mut statement| {
             statement
                 .query_map(
-                    params![stream_id, from_sequence, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    params![
+                        stream_id,
+                        from_sequence,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
                     event_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -101,7 +116,11 @@ pub(crate) fn stream_head(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 \
              ORDER BY sequence DESC LIMIT 1"
         ))
-        .and_then(|mut statement| statement.query_row(params![stream_id], event_row).optional())
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![stream_id], event_row)
+                .optional()
+        })
         .map_err(|error| store_error(&format!("reading the head of stream {stream_id}"), error))?;
     row.map(event_from_row).transpose()
 }
@@ -113,7 +132,9 @@ pub(crate) fn list_streams(
 ) -> Result<Page<String>, StoreError> {
     let limit = cursor::page_size(limit, "list_streams")?;
     // Stream ids are never empty, so "" sorts before every one of them.
-    let after = cursor.map(|cursor| cursor::decode_key(List::Streams, cursor)).transpose()?;
+    let after = cursor
+        .map(|cursor| cursor::decode_key(List::Streams, cursor))
+        .transpose()?;
     let after = after.unwrap_or_default();
     // A loose index scan: each step is one seek in the events primary key to the next
     // distinct stream id, so a page costs `limit` seeks however long the streams are, and
@@ -130,7 +151,9 @@ pub(crate) fn list_streams(
         )
         .and_then(|mut statement| {
             statement
-                .query_map(params![after, probe_limit(limit)], |row| row.get::<_, String>(0))?
+                .query_map(params![after, probe_limit(limit)], |row| {
+                    row.get::<_, String>(0)
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(|error| store_error("listing streams", error))?;
@@ -145,7 +168,9 @@ pub(crate) fn idempotency(
         .prepare_cached("SELECT key, request_hash, response FROM idempotency WHERE key = ?1")
         .and_then(|mut statement| {
             statement
-                .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .query_row(params![key], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
                 .optional()
         })
         .map_err(|error| store_error("reading an idempotency record", error))?;
@@ -155,7 +180,11 @@ pub(crate) fn idempotency(
 fn idempotency_from_row(
     (key, request_hash, response): (String, Vec<u8>, Vec<u8>),
 ) -> Result<IdempotencyRecord, StoreError> {
-    Ok(IdempotencyRecord { request_hash: digest(&request_hash, "request hash")?, key, response })
+    Ok(IdempotencyRecord {
+        request_hash: digest(&request_hash, "request hash")?,
+        key,
+        response,
+    })
 }
 
 pub(crate) fn list_idempotency(
@@ -164,7 +193,9 @@ pub(crate) fn list_idempotency(
     limit: usize,
 ) -> Result<Page<IdempotencyRecord>, StoreError> {
     let limit = cursor::page_size(limit, "list_idempotency")?;
-    let after = cursor.map(|cursor| cursor::decode_key(List::Idempotency, cursor)).transpose()?;
+    let after = cursor
+        .map(|cursor| cursor::decode_key(List::Idempotency, cursor))
+        .transpose()?;
     // Keys are never empty, so "" sorts before every one of them.
     let after = after.unwrap_or_default();
     let rows = connection
@@ -180,14 +211,24 @@ pub(crate) fn list_idempotency(
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(|error| store_error("listing idempotency records", error))?;
-    let records = rows.into_iter().map(idempotency_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(page(records, limit, |record| cursor::encode_key(List::Idempotency, &record.key)))
+    let records = rows
+        .into_iter()
+        .map(idempotency_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page(records, limit, |record| {
+        cursor::encode_key(List::Idempotency, &record.key)
+    }))
 }
 
 fn projection_from_row(
     (kind, key, version, document): (String, String, i64, Vec<u8>),
 ) -> Result<Projection, StoreError> {
-    Ok(Projection { version: unsigned(version, "projection version")?, kind, key, document })
+    Ok(Projection {
+        version: unsigned(version, "projection version")?,
+        kind,
+        key,
+        document,
+    })
 }
 
 pub(crate) fn projection(
@@ -217,7 +258,9 @@ pub(crate) fn list_projections(
     limit: usize,
 ) -> Result<Page<Projection>, StoreError> {
     let limit = cursor::page_size(limit, "list_projections")?;
-    let after = cursor.map(|cursor| cursor::decode_key(List::Projections, cursor)).transpose()?;
+    let after = cursor
+        .map(|cursor| cursor::decode_key(List::Projections, cursor))
+        .transpose()?;
     let after = after.unwrap_or_default();
     let rows = connection
         .prepare_cached(
@@ -232,7 +275,10 @@ pub(crate) fn list_projections(
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(|error| store_error(&format!("listing projections of kind {kind}"), error))?;
-    let projections = rows.into_iter().map(projection_from_row).collect::<Result<Vec<_>, _>>()?;
+    let projections = rows
+        .into_iter()
+        .map(projection_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(page(projections, limit, |projection| {
         cursor::encode_key(List::Projections, &projection.key)
     }))
@@ -244,7 +290,9 @@ pub(crate) fn pending_work(
     limit: usize,
 ) -> Result<Page<WorkItem>, StoreError> {
     let limit = cursor::page_size(limit, "pending_work")?;
-    let after = cursor.map(|cursor| cursor::decode_position(List::Work, cursor)).transpose()?;
+    let after = cursor
+        .map(|cursor| cursor::decode_position(List::Work, cursor))
+        .transpose()?;
     let rows: Vec<(i64, String, String, i64, Vec<u8>)> = connection
         .prepare_cached(
             "SELECT position, stage, stream_id, sequence, hash FROM work WHERE position > ?1 \
@@ -253,7 +301,13 @@ pub(crate) fn pending_work(
         .and_then(|mut statement| {
             statement
                 .query_map(params![after.unwrap_or(0), probe_limit(limit)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
@@ -271,8 +325,13 @@ pub(crate) fn pending_work(
             Ok((position, WorkItem { stage, input }))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let page = page(items, limit, |(position, _)| cursor::encode_position(List::Work, *position));
-    Ok(Page { items: page.items.into_iter().map(|(_, item)| item).collect(), next: page.next })
+    let page = page(items, limit, |(position, _)| {
+        cursor::encode_position(List::Work, *position)
+    });
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, item)| item).collect(),
+        next: page.next,
+    })
 }
 
 pub(crate) fn list_rejects(
@@ -281,7 +340,9 @@ pub(crate) fn list_rejects(
     limit: usize,
 ) -> Result<Page<RejectRecord>, StoreError> {
     let limit = cursor::page_size(limit, "list_rejects")?;
-    let after = cursor.map(|cursor| cursor::decode_position(List::Rejects, cursor)).transpose()?;
+    let after = cursor
+        .map(|cursor| cursor::decode_position(List::Rejects, cursor))
+        .transpose()?;
     let rows: Vec<(i64, Vec<u8>, String, String, String, String)> = connection
         .prepare_cached(
             "SELECT position, id, origin, field, reason, excerpt FROM rejects \
@@ -306,10 +367,23 @@ pub(crate) fn list_rejects(
         .into_iter()
         .map(|(position, id, origin, field, reason, excerpt)| {
             let id = digest(&id, "reject id")?;
-            Ok((position, RejectRecord { id, origin, field, reason, excerpt }))
+            Ok((
+                position,
+                RejectRecord {
+                    id,
+                    origin,
+                    field,
+                    reason,
+                    excerpt,
+                },
+            ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let page =
-        page(rejects, limit, |(position, _)| cursor::encode_position(List::Rejects, *position));
-    Ok(Page { items: page.items.into_iter().map(|(_, reject)| reject).collect(), next: page.next })
+    let page = page(rejects, limit, |(position, _)| {
+        cursor::encode_position(List::Rejects, *position)
+    });
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, reject)| reject).collect(),
+        next: page.next,
+    })
 }

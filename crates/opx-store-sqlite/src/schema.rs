@@ -89,7 +89,11 @@ fn read_marks(connection: &Connection) -> rusqlite::Result<FileMarks> {
     let user_version = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let table_count: i64 =
         connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-    Ok(FileMarks { application_id, user_version, has_tables: table_count > 0 })
+    Ok(FileMarks {
+        application_id,
+        user_version,
+        has_tables: table_count > 0,
+    })
 }
 
 /// Refuses files that are not opx stores or come from a newer opx.
@@ -128,15 +132,20 @@ pub(crate) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), Op
     if marks.user_version == i64::from(SCHEMA_VERSION) {
         return Ok(());
     }
-    let transaction =
-        connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite)?;
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
     let marks = read_marks(&transaction).map_err(sqlite)?;
     check_marks(path, &marks)?;
     let from = usize::try_from(marks.user_version).unwrap_or(0);
     for migration in MIGRATIONS.iter().skip(from) {
         transaction.execute_batch(migration).map_err(sqlite)?;
     }
-    transaction.pragma_update(None, "application_id", APPLICATION_ID).map_err(sqlite)?;
-    transaction.pragma_update(None, "user_version", i64::from(SCHEMA_VERSION)).map_err(sqlite)?;
+    transaction
+        .pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(sqlite)?;
+    transaction
+        .pragma_update(None, "user_version", i64::from(SCHEMA_VERSION))
+        .map_err(sqlite)?;
     transaction.commit().map_err(sqlite)
 }

@@ -106,7 +106,10 @@ fn validate_event(event: &EventEnvelope) -> Result<(), StoreError> {
 /// Returns the projection's (kind, key).
 fn validate_projection_change(change: &ProjectionChange) -> Result<(&str, &str), StoreError> {
     match change {
-        ProjectionChange::Put { projection, expected_version } => {
+        ProjectionChange::Put {
+            projection,
+            expected_version,
+        } => {
             check_key("projection kind", &projection.kind)?;
             check_key("projection key", &projection.key)?;
             let name = format!("projection {}/{}", projection.kind, projection.key);
@@ -203,7 +206,9 @@ fn stored_head(connection: &Connection, stream_id: &str) -> Result<(u64, Digest)
             "SELECT sequence, hash FROM events WHERE stream_id = ?1 ORDER BY sequence DESC LIMIT 1",
         )
         .and_then(|mut statement| {
-            statement.query_row(params![stream_id], |row| Ok((row.get(0)?, row.get(1)?))).optional()
+            statement
+                .query_row(params![stream_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
         })
         .map_err(|error| store_error("reading a stream head", error))?;
     match row {
@@ -249,12 +254,12 @@ fn insert_idempotency(
     record: &IdempotencyRecord,
 ) -> Result<(), StoreError> {
     if let Some(existing) = crate::read::idempotency(connection, &record.key)? {
-        return Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed { existing }));
+        return Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed {
+            existing,
+        }));
     }
     connection
-        .prepare_cached(
-            "INSERT INTO idempotency (key, request_hash, response) VALUES (?1, ?2, ?3)",
-        )
+        .prepare_cached("INSERT INTO idempotency (key, request_hash, response) VALUES (?1, ?2, ?3)")
         .and_then(|mut statement| {
             statement.execute(params![record.key, record.request_hash.0, record.response])
         })
@@ -267,12 +272,15 @@ fn apply_projection_change(
     change: &ProjectionChange,
 ) -> Result<(), StoreError> {
     let (kind, key, expected) = match change {
-        ProjectionChange::Put { projection, expected_version } => {
-            (&projection.kind, &projection.key, *expected_version)
-        }
-        ProjectionChange::Delete { kind, key, expected_version } => {
-            (kind, key, Some(*expected_version))
-        }
+        ProjectionChange::Put {
+            projection,
+            expected_version,
+        } => (&projection.kind, &projection.key, *expected_version),
+        ProjectionChange::Delete {
+            kind,
+            key,
+            expected_version,
+        } => (kind, key, Some(*expected_version)),
     };
     let actual = projection_version(connection, kind, key)?;
     if actual != expected {
@@ -285,7 +293,10 @@ fn apply_projection_change(
     }
     let doing = "changing a projection";
     let result = match change {
-        ProjectionChange::Put { projection, expected_version: None } => connection
+        ProjectionChange::Put {
+            projection,
+            expected_version: None,
+        } => connection
             .prepare_cached(
                 "INSERT INTO projections (kind, key, version, document) VALUES (?1, ?2, ?3, ?4)",
             )
@@ -297,7 +308,10 @@ fn apply_projection_change(
                     projection.document
                 ])
             }),
-        ProjectionChange::Put { projection, expected_version: Some(_) } => connection
+        ProjectionChange::Put {
+            projection,
+            expected_version: Some(_),
+        } => connection
             .prepare_cached(
                 "UPDATE projections SET version = ?3, document = ?4 WHERE kind = ?1 AND key = ?2",
             )
@@ -325,7 +339,9 @@ fn projection_version(
     let version: Option<i64> = connection
         .prepare_cached("SELECT version FROM projections WHERE kind = ?1 AND key = ?2")
         .and_then(|mut statement| {
-            statement.query_row(params![kind, key], |row| row.get(0)).optional()
+            statement
+                .query_row(params![kind, key], |row| row.get(0))
+                .optional()
         })
         .map_err(|error| store_error("reading a projection version", error))?;
     version
@@ -343,9 +359,10 @@ fn add_work(connection: &Connection, item: &WorkItem) -> Result<(), StoreError> 
         .prepare_cached("SELECT hash FROM events WHERE stream_id = ?1 AND sequence = ?2")
         .and_then(|mut statement| {
             statement
-                .query_row(params![input.stream_id, sequence_param(input.sequence)], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    params![input.stream_id, sequence_param(input.sequence)],
+                    |row| row.get(0),
+                )
                 .optional()
         })
         .map_err(|error| store_error("checking a work item's event", error))?;
@@ -402,7 +419,9 @@ pub(crate) fn commit_one(
         .map_err(|error| store_error("starting a commit", error))?;
     // On an error the transaction is dropped, which rolls everything back.
     let pointers = apply(&transaction, commit)?;
-    transaction.commit().map_err(|error| store_error("committing", error))?;
+    transaction
+        .commit()
+        .map_err(|error| store_error("committing", error))?;
     Ok(pointers)
 }
 
@@ -414,18 +433,21 @@ pub(crate) fn commit_many(
     commits: &[Commit],
 ) -> Vec<Result<Vec<EventPointer>, StoreError>> {
     let mut batch = Batch {
-        outcomes: commits.iter().map(|commit| validate(commit).err().map(Err)).collect(),
+        outcomes: commits
+            .iter()
+            .map(|commit| validate(commit).err().map(Err))
+            .collect(),
         refused_before_transaction: Vec::new(),
     };
     batch.refused_before_transaction = batch.outcomes.iter().map(Option::is_some).collect();
     if batch.outcomes.iter().all(Option::is_some) {
         return batch.finish();
     }
-    let mut transaction =
-        match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(transaction) => transaction,
-            Err(error) => return batch.abort(None, store_error("starting a group commit", error)),
-        };
+    let mut transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
+    {
+        Ok(transaction) => transaction,
+        Err(error) => return batch.abort(None, store_error("starting a group commit", error)),
+    };
     for (index, commit) in commits.iter().enumerate() {
         if batch.outcomes[index].is_some() {
             continue;
@@ -476,7 +498,9 @@ impl Batch {
             .into_iter()
             .map(|outcome| {
                 outcome.unwrap_or_else(|| {
-                    Err(StoreError::Corrupt("group commit left a commit without an outcome".into()))
+                    Err(StoreError::Corrupt(
+                        "group commit left a commit without an outcome".into(),
+                    ))
                 })
             })
             .collect()
@@ -498,13 +522,15 @@ impl Batch {
             .into_iter()
             .zip(self.refused_before_transaction)
             .enumerate()
-            .map(|(index, (outcome, refused_before_transaction))| match outcome {
-                Some(Err(refused)) if refused_before_transaction => Err(refused),
-                _ if carrier == Some(index) => {
-                    Err(error.take().unwrap_or_else(|| batch_aborted(&summary)))
-                }
-                _ => Err(batch_aborted(&summary)),
-            })
+            .map(
+                |(index, (outcome, refused_before_transaction))| match outcome {
+                    Some(Err(refused)) if refused_before_transaction => Err(refused),
+                    _ if carrier == Some(index) => {
+                        Err(error.take().unwrap_or_else(|| batch_aborted(&summary)))
+                    }
+                    _ => Err(batch_aborted(&summary)),
+                },
+            )
             .collect()
     }
 }

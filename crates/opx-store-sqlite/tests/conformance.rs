@@ -3,8 +3,8 @@
 
 use opx_app::conformance::StoreHarness;
 use opx_app::ports::{
-    Commit, Conflict, IdempotencyRecord, Projection, ProjectionChange, RejectRecord, Stage,
-    Store, StoreError, StoreRead, WorkItem, COMMIT_WRITES_MAX,
+    Commit, Conflict, IdempotencyRecord, Projection, ProjectionChange, RejectRecord, Stage, Store,
+    StoreError, StoreRead, WorkItem, COMMIT_WRITES_MAX,
 };
 use opx_domain::event::{verify_stream, EventEnvelope};
 use opx_domain::hash::Digest;
@@ -23,7 +23,9 @@ struct SqliteHarness {
 
 impl SqliteHarness {
     fn new() -> SqliteHarness {
-        SqliteHarness { directories: Mutex::new(Vec::new()) }
+        SqliteHarness {
+            directories: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -34,7 +36,10 @@ impl StoreHarness for SqliteHarness {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let store = SqliteStore::open(directory.path().join("opx.db"), SqliteOptions::default())
             .expect("a fresh store opens");
-        self.directories.lock().expect("the harness lock").push(directory);
+        self.directories
+            .lock()
+            .expect("the harness lock")
+            .push(directory);
         store
     }
 
@@ -101,7 +106,10 @@ fn create(kind: &str, key: &str, document: &str) -> ProjectionChange {
 }
 
 fn events(events: Vec<EventEnvelope>) -> Commit {
-    Commit { events, ..Commit::default() }
+    Commit {
+        events,
+        ..Commit::default()
+    }
 }
 
 fn table_names(path: &Path) -> Vec<String> {
@@ -111,8 +119,11 @@ fn table_names(path: &Path) -> Vec<String> {
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
              ORDER BY name",
         )
-        .unwrap();
-    statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+        .expect("the schema query prepares");
+    statement
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .expect("the schema is readable")
 }
 
 fn wal_len(path: &Path) -> u64 {
@@ -132,18 +143,27 @@ fn a_fresh_file_gets_the_schema_and_the_pragmas() {
     assert_eq!(settings.busy_timeout_ms, 5_000);
     assert_eq!(settings.schema_version, i64::from(SCHEMA_VERSION));
     assert_eq!(settings.application_id, APPLICATION_ID);
-    assert_eq!(table_names(&path), ["events", "idempotency", "projections", "rejects", "work"]);
+    assert_eq!(
+        table_names(&path),
+        ["events", "idempotency", "projections", "rejects", "work"]
+    );
 }
 
 #[test]
 fn full_synchronous_and_the_busy_timeout_are_applied() {
     let (_directory, path) = temp_store_path();
-    let options = SqliteOptions { synchronous: Synchronous::Full, busy_timeout_ms: 1_234 };
+    let options = SqliteOptions {
+        synchronous: Synchronous::Full,
+        busy_timeout_ms: 1_234,
+    };
     let store = SqliteStore::open(&path, options).unwrap();
     let settings = store.effective_settings().unwrap();
     assert_eq!(settings.synchronous_level, 2, "FULL");
     assert_eq!(settings.busy_timeout_ms, 1_234);
-    assert_eq!(store.reopen().unwrap().effective_settings().unwrap(), settings);
+    assert_eq!(
+        store.reopen().unwrap().effective_settings().unwrap(),
+        settings
+    );
 }
 
 #[test]
@@ -157,8 +177,14 @@ fn reopening_migrates_nothing_and_init_is_idempotent() {
         store.close().unwrap();
         let reopened = open(&path);
         reopened.init().await.unwrap();
-        assert_eq!(reopened.effective_settings().unwrap().schema_version, i64::from(SCHEMA_VERSION));
-        assert_eq!(reopened.read_stream("signal:a", 1, 10).await.unwrap(), chain("signal:a", 2));
+        assert_eq!(
+            reopened.effective_settings().unwrap().schema_version,
+            i64::from(SCHEMA_VERSION)
+        );
+        assert_eq!(
+            reopened.read_stream("signal:a", 1, 10).await.unwrap(),
+            chain("signal:a", 2)
+        );
     });
 }
 
@@ -166,19 +192,28 @@ fn reopening_migrates_nothing_and_init_is_idempotent() {
 fn an_empty_sqlite_file_is_migrated() {
     let (_directory, path) = temp_store_path();
     // A file SQLite created with nothing in it (version 0, no tables) is a new store.
-    raw(&path).execute_batch("PRAGMA user_version = 0;").unwrap();
+    raw(&path)
+        .execute_batch("PRAGMA user_version = 0;")
+        .unwrap();
     let store = open(&path);
-    assert_eq!(store.effective_settings().unwrap().schema_version, i64::from(SCHEMA_VERSION));
+    assert_eq!(
+        store.effective_settings().unwrap().schema_version,
+        i64::from(SCHEMA_VERSION)
+    );
 }
 
 #[test]
 fn a_file_from_a_newer_opx_is_refused() {
     let (_directory, path) = temp_store_path();
     open(&path).close().unwrap();
-    raw(&path).pragma_update(None, "user_version", i64::from(SCHEMA_VERSION) + 1).unwrap();
+    raw(&path)
+        .pragma_update(None, "user_version", i64::from(SCHEMA_VERSION) + 1)
+        .unwrap();
     let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
     match &error {
-        OpenError::NewerSchema { found, supported, .. } => {
+        OpenError::NewerSchema {
+            found, supported, ..
+        } => {
             assert_eq!(*found, i64::from(SCHEMA_VERSION) + 1);
             assert_eq!(*supported, SCHEMA_VERSION);
         }
@@ -186,27 +221,51 @@ fn a_file_from_a_newer_opx_is_refused() {
     }
     let message = error.to_string();
     assert!(message.contains("upgrade opx"), "{message}");
-    assert!(message.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{message}");
+    assert!(
+        message.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+        "{message}"
+    );
     assert!(!error.is_transient());
     assert!(matches!(StoreError::from(error), StoreError::Corrupt(_)));
     // Refusing did not touch the file.
-    let version: i64 =
-        raw(&path).pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    let version: i64 = raw(&path)
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
     assert_eq!(version, i64::from(SCHEMA_VERSION) + 1);
 }
 
 #[test]
 fn another_applications_sqlite_file_is_refused() {
     let (_directory, path) = temp_store_path();
-    raw(&path).execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY);").unwrap();
+    raw(&path)
+        .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY);")
+        .unwrap();
     let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
-    assert!(matches!(error, OpenError::NotAnOpxStore { .. }), "{error:?}");
-    assert_eq!(table_names(&path), ["customers"], "nothing was created in it");
+    assert!(
+        matches!(error, OpenError::NotAnOpxStore { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        table_names(&path),
+        ["customers"],
+        "nothing was created in it"
+    );
 
     let (_other_directory, other) = temp_store_path();
-    raw(&other).pragma_update(None, "application_id", 42).unwrap();
+    raw(&other)
+        .pragma_update(None, "application_id", 42)
+        .unwrap();
     let error = SqliteStore::open(&other, SqliteOptions::default()).unwrap_err();
-    assert!(matches!(error, OpenError::NotAnOpxStore { application_id: 42, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            OpenError::NotAnOpxStore {
+                application_id: 42,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -214,7 +273,10 @@ fn a_missing_directory_is_a_clear_error() {
     let (directory, _) = temp_store_path();
     let path = directory.path().join("no-such-directory").join("opx.db");
     let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
-    assert!(error.to_string().contains("does its directory exist"), "{error}");
+    assert!(
+        error.to_string().contains("does its directory exist"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -228,7 +290,10 @@ fn a_closed_and_reopened_store_keeps_everything_and_verifies() {
             let commit = Commit {
                 idempotency: vec![record(&format!("stage/detect/{stream}"))],
                 projections: vec![create("summary", stream, "{\"ok\":true}")],
-                work_added: vec![WorkItem { stage: Stage::Detect, input: stream_events[0].pointer() }],
+                work_added: vec![WorkItem {
+                    stage: Stage::Detect,
+                    input: stream_events[0].pointer(),
+                }],
                 events: stream_events,
                 ..Commit::default()
             };
@@ -244,7 +309,11 @@ fn a_closed_and_reopened_store_keeps_everything_and_verifies() {
         store.record_reject(reject.clone()).await.unwrap();
         assert!(wal_len(&path) > 0, "commits went to the write-ahead log");
         store.close().unwrap();
-        assert_eq!(wal_len(&path), 0, "close checkpointed the log into the database");
+        assert_eq!(
+            wal_len(&path),
+            0,
+            "close checkpointed the log into the database"
+        );
 
         let reopened = open(&path);
         let listed = reopened.list_streams(None, 10).await.unwrap();
@@ -253,11 +322,25 @@ fn a_closed_and_reopened_store_keeps_everything_and_verifies() {
             let read = reopened.read_stream(stream, 1, 100).await.unwrap();
             assert_eq!(read, chain(stream, 3 + index as u64));
             assert!(verify_stream(stream, &read).is_ok());
-            assert!(reopened.idempotency(&format!("stage/detect/{stream}")).await.unwrap().is_some());
-            assert!(reopened.projection("summary", stream).await.unwrap().is_some());
+            assert!(reopened
+                .idempotency(&format!("stage/detect/{stream}"))
+                .await
+                .unwrap()
+                .is_some());
+            assert!(reopened
+                .projection("summary", stream)
+                .await
+                .unwrap()
+                .is_some());
         }
-        assert_eq!(reopened.pending_work(None, 10).await.unwrap().items.len(), 3);
-        assert_eq!(reopened.list_rejects(None, 10).await.unwrap().items, vec![reject]);
+        assert_eq!(
+            reopened.pending_work(None, 10).await.unwrap().items.len(),
+            3
+        );
+        assert_eq!(
+            reopened.list_rejects(None, 10).await.unwrap().items,
+            vec![reject]
+        );
     });
 }
 
@@ -266,11 +349,21 @@ fn dropping_a_store_checkpoints_too() {
     run(async {
         let (_directory, path) = temp_store_path();
         let store = open(&path);
-        store.commit(events(chain("signal:dropped", 5))).await.unwrap();
+        store
+            .commit(events(chain("signal:dropped", 5)))
+            .await
+            .unwrap();
         assert!(wal_len(&path) > 0);
         drop(store);
         assert_eq!(wal_len(&path), 0);
-        assert_eq!(open(&path).read_stream("signal:dropped", 1, 10).await.unwrap().len(), 5);
+        assert_eq!(
+            open(&path)
+                .read_stream("signal:dropped", 1, 10)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
     });
 }
 
@@ -284,7 +377,9 @@ fn group_commit_rolls_back_only_the_refused_commits() {
 
         let grown = chain("incident:grown", 2);
         let over_limit = Commit {
-            idempotency: (0..=COMMIT_WRITES_MAX).map(|i| record(&format!("k/{i}"))).collect(),
+            idempotency: (0..=COMMIT_WRITES_MAX)
+                .map(|i| record(&format!("k/{i}")))
+                .collect(),
             ..Commit::default()
         };
         let outcomes = store
@@ -323,34 +418,53 @@ fn group_commit_rolls_back_only_the_refused_commits() {
                     ..Commit::default()
                 },
                 // 5: re-uses the key commit 0 recorded in this batch.
-                Commit { idempotency: vec![record("batch/0")], ..Commit::default() },
+                Commit {
+                    idempotency: vec![record("batch/0")],
+                    ..Commit::default()
+                },
             ])
             .await;
         assert_eq!(outcomes.len(), 6);
         assert_eq!(outcomes[0].as_ref().unwrap(), &vec![grown[0].pointer()]);
         assert!(matches!(
             &outcomes[1],
-            Err(StoreError::Conflict(Conflict::StreamMoved { sequence: 1, .. }))
+            Err(StoreError::Conflict(Conflict::StreamMoved {
+                sequence: 1,
+                ..
+            }))
         ));
         assert_eq!(outcomes[2].as_ref().unwrap(), &vec![grown[1].pointer()]);
         assert!(matches!(&outcomes[3], Err(StoreError::Invalid(_))));
         assert!(matches!(
             &outcomes[4],
-            Err(StoreError::Conflict(Conflict::ProjectionVersion { actual: Some(1), .. }))
+            Err(StoreError::Conflict(Conflict::ProjectionVersion {
+                actual: Some(1),
+                ..
+            }))
         ));
         assert!(matches!(
             &outcomes[5],
             Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed { .. }))
         ));
 
-        assert_eq!(store.read_stream("incident:grown", 1, 10).await.unwrap(), grown);
-        assert_eq!(store.read_stream("incident:existing", 1, 10).await.unwrap(), existing);
+        assert_eq!(
+            store.read_stream("incident:grown", 1, 10).await.unwrap(),
+            grown
+        );
+        assert_eq!(
+            store.read_stream("incident:existing", 1, 10).await.unwrap(),
+            existing
+        );
         assert_eq!(store.stream_head("signal:side-effect").await.unwrap(), None);
         assert!(store.idempotency("batch/0").await.unwrap().is_some());
         assert!(store.idempotency("batch/1").await.unwrap().is_none());
         assert!(store.idempotency("batch/4").await.unwrap().is_none());
         assert!(store.idempotency("k/0").await.unwrap().is_none());
-        let pointer = store.projection("open_incident", "prod/orders").await.unwrap().unwrap();
+        let pointer = store
+            .projection("open_incident", "prod/orders")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(pointer.document, b"{\"id\":0}");
 
         assert!(store.commit_many(Vec::new()).await.is_empty());
@@ -363,8 +477,9 @@ fn group_commit_is_seen_by_another_connection_only_when_whole() {
         let (_directory, path) = temp_store_path();
         let store = open(&path);
         let other = store.reopen().unwrap();
-        let commits: Vec<Commit> =
-            (0..20).map(|i| events(chain(&format!("signal:{i:02}"), 2))).collect();
+        let commits: Vec<Commit> = (0..20)
+            .map(|i| events(chain(&format!("signal:{i:02}"), 2)))
+            .collect();
         let outcomes = store.commit_many(commits).await;
         assert!(outcomes.iter().all(Result::is_ok));
         assert_eq!(other.list_streams(None, 100).await.unwrap().items.len(), 20);
@@ -375,20 +490,31 @@ fn group_commit_is_seen_by_another_connection_only_when_whole() {
 fn a_writer_blocked_beyond_the_busy_timeout_gets_a_transient_error() {
     run(async {
         let (_directory, path) = temp_store_path();
-        let options = SqliteOptions { busy_timeout_ms: 50, ..SqliteOptions::default() };
+        let options = SqliteOptions {
+            busy_timeout_ms: 50,
+            ..SqliteOptions::default()
+        };
         let store = SqliteStore::open(&path, options).unwrap();
         let blocker = raw(&path);
         blocker.execute_batch("BEGIN IMMEDIATE;").unwrap();
-        let error = store.commit(events(chain("signal:blocked", 1))).await.unwrap_err();
+        let error = store
+            .commit(events(chain("signal:blocked", 1)))
+            .await
+            .unwrap_err();
         assert!(error.is_transient(), "{error:?}");
         assert!(
             std::error::Error::source(&error).is_some(),
             "the SQLite error is kept as the source"
         );
-        let outcomes = store.commit_many(vec![events(chain("signal:blocked", 1))]).await;
+        let outcomes = store
+            .commit_many(vec![events(chain("signal:blocked", 1))])
+            .await;
         assert!(outcomes[0].as_ref().is_err_and(StoreError::is_transient));
         blocker.execute_batch("ROLLBACK;").unwrap();
-        store.commit(events(chain("signal:blocked", 1))).await.unwrap();
+        store
+            .commit(events(chain("signal:blocked", 1)))
+            .await
+            .unwrap();
     });
 }
 
@@ -399,18 +525,30 @@ fn work_for_an_event_that_is_not_stored_is_invalid() {
         let store = open(&path);
         let event = chain("signal:unstored", 1).remove(0);
         let commit = Commit {
-            work_added: vec![WorkItem { stage: Stage::Detect, input: event.pointer() }],
+            work_added: vec![WorkItem {
+                stage: Stage::Detect,
+                input: event.pointer(),
+            }],
             ..Commit::default()
         };
-        assert!(matches!(store.commit(commit).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.commit(commit).await,
+            Err(StoreError::Invalid(_))
+        ));
         store.commit(events(vec![event.clone()])).await.unwrap();
         let mut wrong_hash = event.pointer();
         wrong_hash.hash = Digest::of_bytes(b"another event");
         let commit = Commit {
-            work_added: vec![WorkItem { stage: Stage::Detect, input: wrong_hash }],
+            work_added: vec![WorkItem {
+                stage: Stage::Detect,
+                input: wrong_hash,
+            }],
             ..Commit::default()
         };
-        assert!(matches!(store.commit(commit).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.commit(commit).await,
+            Err(StoreError::Invalid(_))
+        ));
         assert!(store.pending_work(None, 10).await.unwrap().items.is_empty());
     });
 }
@@ -420,9 +558,18 @@ fn a_zero_limit_is_invalid() {
     run(async {
         let (_directory, path) = temp_store_path();
         let store = open(&path);
-        assert!(matches!(store.read_stream("s", 1, 0).await, Err(StoreError::Invalid(_))));
-        assert!(matches!(store.list_streams(None, 0).await, Err(StoreError::Invalid(_))));
-        assert!(matches!(store.pending_work(None, 0).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.read_stream("s", 1, 0).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.list_streams(None, 0).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.pending_work(None, 0).await,
+            Err(StoreError::Invalid(_))
+        ));
     });
 }
 
@@ -432,13 +579,19 @@ fn a_page_ends_without_a_cursor_when_nothing_follows() {
         let (_directory, path) = temp_store_path();
         let store = open(&path);
         for i in 0..4 {
-            store.commit(events(chain(&format!("signal:{i}"), 1))).await.unwrap();
+            store
+                .commit(events(chain(&format!("signal:{i}"), 1)))
+                .await
+                .unwrap();
         }
         let first = store.list_streams(None, 2).await.unwrap();
         assert_eq!(first.items, ["signal:0", "signal:1"]);
         let second = store.list_streams(first.next.as_deref(), 2).await.unwrap();
         assert_eq!(second.items, ["signal:2", "signal:3"]);
-        assert_eq!(second.next, None, "exactly full last page: no empty extra page");
+        assert_eq!(
+            second.next, None,
+            "exactly full last page: no empty extra page"
+        );
         let cursor = first.next.unwrap();
         assert!(
             store.list_rejects(Some(&cursor), 2).await.is_err(),
