@@ -6,3 +6,4 @@
 pub mod conformance;
 pub mod pipeline;
 pub mod ports;
+pub mod replay;

@@ -198,7 +198,7 @@ impl<'a, S: Store> Ingestor<'a, S> {
     pub async fn drain(&mut self) -> anyhow::Result<DrainReport> {
         let report = self.pipeline.drain(u64::MAX).await?;
         self.summary.detections += report.detections;
-        self.summary.left_queued = report.left_queued;
+        self.summary.left_queued = report.left_queued.len() as u64;
         self.created.extend(report.incidents_opened.iter().copied());
         self.updated.extend(report.incidents_updated.iter().copied());
         Ok(report)
@@ -284,7 +284,7 @@ pub async fn resume<S: Store>(store: &S, config: &PipelineConfig, json: bool) ->
                 "detections": summary.detections,
                 "incidents_created": summary.incidents_created,
                 "incidents_updated": summary.incidents_updated,
-                "left_queued": report.left_queued,
+                "left_queued": report.left_queued.len(),
                 "created_ids": summary.created_ids,
                 "updated_ids": summary.updated_ids,
             })
@@ -296,8 +296,11 @@ pub async fn resume<S: Store>(store: &S, config: &PipelineConfig, json: bool) ->
             summary.detections,
             summary.incidents_created,
             summary.incidents_updated,
-            report.left_queued
+            report.left_queued.len()
         );
+        for item in &report.left_queued {
+            eprintln!("left queued: {item}");
+        }
     }
     Ok(EXIT_OK)
 }

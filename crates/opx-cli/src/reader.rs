@@ -53,6 +53,11 @@ enum Step {
 /// The streaming splitter; see the module documentation.
 pub struct PayloadReader<R> {
     input: R,
+    scanner: Scanner,
+}
+
+/// The splitter's state between bytes.
+struct Scanner {
     mode: Mode,
     emitted: u64,
     current: Vec<u8>,
@@ -67,18 +72,7 @@ pub struct PayloadReader<R> {
 impl<R: BufRead> PayloadReader<R> {
     /// A splitter over `input`.
     pub fn new(input: R) -> Self {
-        PayloadReader {
-            input,
-            mode: Mode::Undecided,
-            emitted: 0,
-            current: Vec::new(),
-            current_len: 0,
-            depth: 0,
-            in_string: false,
-            escaped: false,
-            newlines_in_current: 0,
-            at_line_start: true,
-        }
+        PayloadReader { input, scanner: Scanner::new() }
     }
 
     /// The next payload, or `None` at the end of the input.
@@ -90,12 +84,13 @@ impl<R: BufRead> PayloadReader<R> {
                 Err(error) => return Err(error),
             };
             if chunk.is_empty() {
-                return Ok(if self.current_len > 0 { Some(self.take()) } else { None });
+                let scanner = &mut self.scanner;
+                return Ok(if scanner.current_len > 0 { Some(scanner.take()) } else { None });
             }
             let mut consumed = 0;
             let mut finished = false;
             for &byte in chunk {
-                match self.step(byte) {
+                match self.scanner.step(byte) {
                     Step::Continue => consumed += 1,
                     Step::EndAfter => {
                         consumed += 1;
@@ -109,9 +104,25 @@ impl<R: BufRead> PayloadReader<R> {
                 }
             }
             self.input.consume(consumed);
-            if finished && self.current_len > 0 {
-                return Ok(Some(self.take()));
+            if finished && self.scanner.current_len > 0 {
+                return Ok(Some(self.scanner.take()));
             }
+        }
+    }
+}
+
+impl Scanner {
+    fn new() -> Self {
+        Scanner {
+            mode: Mode::Undecided,
+            emitted: 0,
+            current: Vec::new(),
+            current_len: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            newlines_in_current: 0,
+            at_line_start: true,
         }
     }
 

@@ -182,6 +182,11 @@ fn sources_have_no_impure_tokens() {
         let text = std::fs::read_to_string(&path).expect("source is UTF-8");
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
+            // serde's visitor trait names `f64` in `visit_f64`; parsers implement it to
+            // refuse or pass on JSON numbers, never to compute or hash with them.
+            if code.contains("fn visit_f64") {
+                continue;
+            }
             for (token, why) in FORBIDDEN_TOKENS {
                 if contains_token(code, token) {
                     offences.push(format!("{}:{}: `{token}` ({why})", path.display(), number + 1));
@@ -200,8 +205,9 @@ fn contains_token(code: &str, token: &str) -> bool {
         let after = code[at + token.len()..].chars().next();
         let token_starts_ident = token.chars().next().is_some_and(is_ident);
         let token_ends_ident = token.chars().next_back().is_some_and(is_ident);
-        !(token_starts_ident && before.is_some_and(is_ident))
-            && !(token_ends_ident && after.is_some_and(is_ident))
+        let glued_before = token_starts_ident && before.is_some_and(is_ident);
+        let glued_after = token_ends_ident && after.is_some_and(is_ident);
+        !glued_before && !glued_after
     })
 }
 

@@ -1,0 +1,1724 @@
+//! Replay verification: proves that the store is complete, untampered and reproducible.
+//!
+//! [`verify`] reads the whole store page by page and checks, in this order:
+//!
+//! 1. **Every stream**: its id is one opx writes ([`StreamKind::of`]), its hash chain holds
+//!    ([`ChainVerifier`]), and every event decodes as its declared type and schema version
+//!    and sits where the pipeline puts it (e.g. `SignalEvaluated` is event 2 of a
+//!    `signal:` stream). A stream whose chain breaks is not checked further: nothing after
+//!    the break can be trusted.
+//! 2. **Every decision, re-derived from its recorded inputs**: `SignalEvaluated` against
+//!    the rule set recorded in `ruleset:<hash>`; `DetectionCorrelated` against the
+//!    detection of the signal it names and its window; `ConfidenceAssessed` against the
+//!    model recorded in `model:<hash>` and the bundle rebuilt from its recorded member ids;
+//!    `PromotionDecided` against the gate over that bundle, the recorded assessment and
+//!    what the gate saw (open incident, generation); every PROMOTE opened exactly its
+//!    incident and every `IncidentOpened` comes from a PROMOTE.
+//! 3. **Every projection, rebuilt from events**: `incident/<id>` is the folded incident at
+//!    the stream's head sequence, `open_incident/<key>` exists exactly for incidents not
+//!    CLOSED, `group_generation/<group>` counts the group's CLOSED incidents; no stored
+//!    projection lacks a rebuilt one.
+//! 4. **Every idempotency record**: `signal/<id>` holds the stored signal's fingerprint and
+//!    the pointer of its `SignalAccepted`; `stage/<stage>/<stream>/<seq>` holds the hash of
+//!    an existing input event and the pointers of outputs that exist.
+//! 5. **Completeness**: every event a stage consumes was consumed (its `stage/...` record
+//!    exists) or is still queued. Queued work is reported as pending, never as divergence:
+//!    after a crash, `opx resume` carries it through.
+//!
+//! Memory is bounded per stream: streams are read a page at a time, incident state is
+//! folded event by event, and only the detections of the one evidence group being checked
+//! (and of the window before it) are held, as the pipeline itself does.
+
+use crate::pipeline::{
+    open_incident_key, GroupGeneration, OpenIncidentPointer, GROUP_EVENTS_READ_MAX,
+    PROJECTION_GROUP_GENERATION, PROJECTION_INCIDENT, PROJECTION_OPEN_INCIDENT,
+};
+use crate::ports::{
+    IdempotencyRecord, Projection, Stage, StoreError, StoreRead, WorkItem, READ_PAGE_SIZE_MAX,
+};
+use opx_domain::confidence::{assess, ConfidenceModel};
+use opx_domain::correlation::{
+    previous_window_start, window_start, CorrelationKey, EvidenceBundle, GroupId, WindowMs,
+};
+use opx_domain::detection::{detect, Detection, DetectionId, DetectionOutcome};
+use opx_domain::event::{ChainError, ChainVerifier, EventEnvelope, EventPointer};
+use opx_domain::hash::Digest;
+use opx_domain::incident::{self, Incident, IncidentEvent, IncidentId, IncidentState};
+use opx_domain::promotion::{self, GateInput, Outcome};
+use opx_domain::record::{
+    group_stream, model_stream, ruleset_stream, signal_stream, ConfidenceAssessed,
+    DetectionCorrelated, PipelineEvent, PromotionDecided, SignalEvaluated, StreamKind,
+};
+use opx_domain::rules::{RuleFile, RuleSet};
+use opx_domain::signal::{truncate_utf8, Signal};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many divergences a report keeps by default; the rest are only counted.
+pub const DIVERGENCES_MAX_DEFAULT: usize = 100;
+/// Page size for listing streams, projections, idempotency records and pending work.
+pub const LIST_PAGE_SIZE: usize = 500;
+/// Longest rendering of an expected or actual value in a [`Divergence`], in bytes; longer
+/// values are cut (on a UTF-8 boundary) and end with `…`.
+pub const DIVERGENCE_VALUE_LEN_MAX: usize = 512;
+
+/// How [`verify`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOptions {
+    /// Most divergences kept in the report (all are counted in
+    /// [`VerifyReport::divergences_total`]). At least the first one is always kept.
+    pub divergences_max: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> VerifyOptions {
+        VerifyOptions { divergences_max: DIVERGENCES_MAX_DEFAULT }
+    }
+}
+
+/// What kind of difference a [`Divergence`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceKind {
+    /// The hash chain breaks here: an event was altered, removed, inserted or reordered.
+    ChainBroken,
+    /// The stream id is not one opx writes.
+    UnknownStream,
+    /// The payload does not decode as its declared event type and schema version.
+    UndecodableEvent,
+    /// The event decodes but does not belong here (wrong stream, wrong position, or it does
+    /// not apply to the state folded so far).
+    MisplacedEvent,
+    /// A stored projection differs from its rebuild from events, or has no rebuild, or a
+    /// rebuilt one is not stored.
+    ProjectionMismatch,
+    /// A recorded decision differs from its re-derivation from the recorded inputs.
+    DecisionMismatch,
+    /// An input a decision or record names (rule set, model, signal, event) is absent or
+    /// unusable, so the decision cannot be re-derived.
+    InputUnavailable,
+    /// An idempotency record does not match what it records.
+    IdempotencyMismatch,
+    /// An event a stage must consume was neither consumed nor queued: work was lost.
+    WorkLost,
+}
+
+impl DivergenceKind {
+    /// The canonical text, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DivergenceKind::ChainBroken => "chain_broken",
+            DivergenceKind::UnknownStream => "unknown_stream",
+            DivergenceKind::UndecodableEvent => "undecodable_event",
+            DivergenceKind::MisplacedEvent => "misplaced_event",
+            DivergenceKind::ProjectionMismatch => "projection_mismatch",
+            DivergenceKind::DecisionMismatch => "decision_mismatch",
+            DivergenceKind::InputUnavailable => "input_unavailable",
+            DivergenceKind::IdempotencyMismatch => "idempotency_mismatch",
+            DivergenceKind::WorkLost => "work_lost",
+        }
+    }
+}
+
+/// One place where the store does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The stream concerned, when there is one.
+    pub stream_id: Option<String>,
+    /// The event concerned within `stream_id`, when there is one.
+    pub sequence: Option<u64>,
+    /// What kind of difference.
+    pub kind: DivergenceKind,
+    /// The projection (`kind/key`) or idempotency record (`key`) concerned, if any.
+    pub record: Option<String>,
+    /// The first differing field (a JSON path such as `assessment.score_bps`, or `hash`,
+    /// `version`), when known.
+    pub field: Option<String>,
+    /// What the rebuild or re-derivation gives (the truth from the recorded inputs).
+    pub expected: String,
+    /// What is stored.
+    pub actual: String,
+    /// One sentence for a person: what is wrong and what it means.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.kind.as_str())?;
+        if let Some(stream_id) = &self.stream_id {
+            write!(f, " at {stream_id}")?;
+            if let Some(sequence) = self.sequence {
+                write!(f, "#{sequence}")?;
+            }
+        }
+        if let Some(record) = &self.record {
+            write!(f, " ({record})")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " field {field}")?;
+        }
+        write!(f, ": {} (expected {}, stored {})", self.detail, self.expected, self.actual)
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Streams read.
+    pub streams: u64,
+    /// Events whose chain link and hash were verified.
+    pub events: u64,
+    /// Projections compared with their rebuild (stored ones and rebuilt ones).
+    pub projections_checked: u64,
+    /// Decisions re-derived from their recorded inputs (`SignalEvaluated`,
+    /// `DetectionCorrelated`, `ConfidenceAssessed`, `PromotionDecided`).
+    pub decisions_rederived: u64,
+    /// Idempotency records checked.
+    pub idempotency_checked: u64,
+    /// Idempotency records with a key this version does not know how to check (e.g. API
+    /// client keys); not a divergence.
+    pub idempotency_skipped: u64,
+    /// Work accepted but not yet carried through every stage (run `opx resume`).
+    pub pending: Vec<WorkItem>,
+    /// The first divergent stream overall, if any.
+    pub first_divergent_stream: Option<String>,
+    /// The first divergent event of that stream, if the divergence names one.
+    pub first_divergent_sequence: Option<u64>,
+    /// How many divergences were found (the report keeps at most
+    /// [`VerifyOptions::divergences_max`]).
+    pub divergences_total: u64,
+    /// The divergences kept, in the order found: streams in store order, then projections,
+    /// then idempotency records, then pending work.
+    pub divergences: Vec<Divergence>,
+}
+
+impl VerifyReport {
+    /// Whether the store verified: no divergence at all (pending work is not one).
+    pub fn ok(&self) -> bool {
+        self.divergences_total == 0
+    }
+
+    /// The first divergence found, if any.
+    pub fn first_divergence(&self) -> Option<&Divergence> {
+        self.divergences.first()
+    }
+}
+
+/// Verifies the whole store; see the module documentation. Returns an error only when
+/// the store cannot be read (retry later); everything wrong with the data is a
+/// [`Divergence`] in the report.
+pub async fn verify<S: StoreRead>(
+    store: &S,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, StoreError> {
+    let mut verifier = Verifier {
+        store,
+        divergences_max: options.divergences_max.max(1),
+        report: VerifyReport::default(),
+        pending_keys: BTreeSet::new(),
+        rulesets: BTreeMap::new(),
+        models: BTreeMap::new(),
+        closed_per_group: BTreeMap::new(),
+    };
+    verifier.load_pending().await?;
+    verifier.check_streams().await?;
+    verifier.check_stored_projections().await?;
+    verifier.check_idempotency().await?;
+    verifier.check_pending_inputs().await?;
+    let mut report = verifier.report;
+    if let Some(first) = report.divergences.iter().find(|divergence| divergence.stream_id.is_some()) {
+        report.first_divergent_stream = first.stream_id.clone();
+        report.first_divergent_sequence = first.sequence;
+    }
+    Ok(report)
+}
+
+/// A loaded rule set or model, or why it cannot be used.
+type Loaded<T> = Result<T, String>;
+
+struct Verifier<'a, S: StoreRead> {
+    store: &'a S,
+    divergences_max: usize,
+    report: VerifyReport,
+    /// [`WorkItem::key`] of every pending item.
+    pending_keys: BTreeSet<String>,
+    rulesets: BTreeMap<Digest, Loaded<RuleSet>>,
+    models: BTreeMap<Digest, Loaded<ConfidenceModel>>,
+    /// CLOSED incidents per group, rebuilt from incident streams.
+    closed_per_group: BTreeMap<GroupId, u32>,
+}
+
+/// Builds a [`Divergence`] without the noise of `Some(...)` at every call site.
+struct At<'s> {
+    stream_id: Option<&'s str>,
+    sequence: Option<u64>,
+    record: Option<String>,
+}
+
+impl<'s> At<'s> {
+    fn event(stream_id: &'s str, sequence: u64) -> At<'s> {
+        At { stream_id: Some(stream_id), sequence: Some(sequence), record: None }
+    }
+
+    fn stream(stream_id: &'s str) -> At<'s> {
+        At { stream_id: Some(stream_id), sequence: None, record: None }
+    }
+
+    fn record(record: String) -> At<'s> {
+        At { stream_id: None, sequence: None, record: Some(record) }
+    }
+
+    fn with_record(mut self, record: String) -> At<'s> {
+        self.record = Some(record);
+        self
+    }
+}
+
+fn render(text: &str) -> String {
+    if text.len() > DIVERGENCE_VALUE_LEN_MAX {
+        format!("{}…", truncate_utf8(text, DIVERGENCE_VALUE_LEN_MAX))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn render_json(value: &serde_json::Value) -> String {
+    render(&value.to_string())
+}
+
+/// The first place two JSON values differ: `(path, expected, actual)`. Object keys are
+/// walked in sorted order, so the answer does not depend on field order.
+fn first_json_difference(
+    path: &str,
+    expected: &serde_json::Value,
+    actual: &serde_json::Value,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match (expected, actual) {
+        (Value::Object(left), Value::Object(right)) => {
+            let keys: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+            for key in keys {
+                let missing = Value::String("(absent)".to_owned());
+                let l = left.get(key).unwrap_or(&missing);
+                let r = right.get(key).unwrap_or(&missing);
+                if let Some(found) = first_json_difference(&join(key), l, r) {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        (Value::Array(left), Value::Array(right)) => {
+            for (index, (l, r)) in left.iter().zip(right.iter()).enumerate() {
+                if let Some(found) = first_json_difference(&format!("{path}[{index}]"), l, r) {
+                    return Some(found);
+                }
+            }
+            if left.len() != right.len() {
+                return Some((
+                    format!("{path}.length"),
+                    left.len().to_string(),
+                    right.len().to_string(),
+                ));
+            }
+            None
+        }
+        _ if expected == actual => None,
+        _ => Some((path.to_owned(), render_json(expected), render_json(actual))),
+    }
+}
+
+/// Compares a re-derived value with the recorded one: `None` when equal, else the first
+/// differing field and both renderings.
+fn compare<T: Serialize + PartialEq>(expected: &T, actual: &T) -> Option<(Option<String>, String, String)> {
+    if expected == actual {
+        return None;
+    }
+    let left = serde_json::to_value(expected).unwrap_or(serde_json::Value::Null);
+    let right = serde_json::to_value(actual).unwrap_or(serde_json::Value::Null);
+    match first_json_difference("", &left, &right) {
+        Some((field, expected, actual)) => {
+            Some((Some(field).filter(|field| !field.is_empty()), expected, actual))
+        }
+        None => Some((None, render_json(&left), render_json(&right))),
+    }
+}
+
+fn decode_pipeline(event: &EventEnvelope) -> Result<PipelineEvent, String> {
+    PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|error| error.to_string())
+}
+
+/// The bundle an assessment saw: the recorded members, found among the detections of its
+/// window's group and the window before, with the recorded truncation flag (a truncated
+/// bundle kept exactly the recorded members).
+fn bundle_from_members(
+    assessed: &ConfidenceAssessed,
+    window_ms: WindowMs,
+    sources: [&[Detection]; 2],
+    keep_truncation_flag: bool,
+) -> EvidenceBundle {
+    let wanted: BTreeSet<DetectionId> = assessed.member_ids.iter().copied().collect();
+    let seen: Vec<Detection> = sources
+        .into_iter()
+        .flatten()
+        .filter(|detection| wanted.contains(&detection.id))
+        .cloned()
+        .collect();
+    let mut bundle =
+        EvidenceBundle::for_window(assessed.key.clone(), assessed.window_start, window_ms, seen);
+    if keep_truncation_flag && assessed.truncated && !bundle.truncated {
+        bundle.truncated = true;
+        bundle.content_hash = EvidenceBundle::compute_content_hash(
+            &bundle.group_id,
+            window_ms,
+            true,
+            &bundle.members,
+        );
+    }
+    bundle
+}
+
+fn stage_input_type(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Detect => "SignalAccepted",
+        Stage::Correlate => "SignalEvaluated",
+        Stage::Assess => "DetectionCorrelated",
+        Stage::Promote => "ConfidenceAssessed",
+    }
+}
+
+/// Parses `stage/<stage>/<stream id>/<sequence>`.
+fn parse_stage_key(key: &str) -> Option<(Stage, String, u64)> {
+    let rest = key.strip_prefix("stage/")?;
+    let (stage, rest) = rest.split_once('/')?;
+    let (stream_id, sequence) = rest.rsplit_once('/')?;
+    Some((Stage::parse(stage)?, stream_id.to_owned(), sequence.parse().ok()?))
+}
+
+/// The state kept while reading one group stream.
+#[derive(Default)]
+struct GroupScan {
+    detections: Vec<Detection>,
+    /// The detections of one other group (the window before), read once.
+    other: Option<(String, Vec<Detection>)>,
+}
+
+impl<'a, S: StoreRead> Verifier<'a, S> {
+    fn diverge(
+        &mut self,
+        at: At<'_>,
+        kind: DivergenceKind,
+        field: Option<String>,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.report.divergences_total += 1;
+        if self.report.divergences.len() < self.divergences_max {
+            self.report.divergences.push(Divergence {
+                stream_id: at.stream_id.map(str::to_owned),
+                sequence: at.sequence,
+                kind,
+                record: at.record,
+                field,
+                expected: render(&expected.into()),
+                actual: render(&actual.into()),
+                detail: detail.into(),
+            });
+        }
+    }
+
+    /// Records a decision mismatch when `expected != actual`; returns whether they matched.
+    fn check_equal<T: Serialize + PartialEq>(
+        &mut self,
+        at: At<'_>,
+        kind: DivergenceKind,
+        prefix: &str,
+        expected: &T,
+        actual: &T,
+        detail: &str,
+    ) -> bool {
+        match compare(expected, actual) {
+            None => true,
+            Some((field, expected, actual)) => {
+                let field = match field {
+                    Some(field) if prefix.is_empty() => Some(field),
+                    Some(field) => Some(format!("{prefix}.{field}")),
+                    None => Some(prefix.to_owned()).filter(|prefix| !prefix.is_empty()),
+                };
+                self.diverge(at, kind, field, expected, actual, detail);
+                false
+            }
+        }
+    }
+
+    async fn read_event(&self, stream_id: &str, sequence: u64) -> Result<Option<EventEnvelope>, StoreError> {
+        let mut events = self.store.read_stream(stream_id, sequence, 1).await?;
+        Ok(events.pop().filter(|event| event.sequence == sequence))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Pending work
+    // ---------------------------------------------------------------------------------
+
+    async fn load_pending(&mut self) -> Result<(), StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.pending_work(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for item in page.items {
+                self.pending_keys.insert(item.key());
+                self.report.pending.push(item);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn check_pending_inputs(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.report.pending);
+        for item in &pending {
+            let input = &item.input;
+            match self.read_event(&input.stream_id, input.sequence).await? {
+                Some(event) if event.hash == input.hash => {}
+                Some(event) => self.diverge(
+                    At::event(&input.stream_id, input.sequence).with_record(format!("work/{}", item.key())),
+                    DivergenceKind::InputUnavailable,
+                    Some("hash".to_owned()),
+                    event.hash.to_hex(),
+                    input.hash.to_hex(),
+                    "a pending work item names this event with another hash than the stored event's",
+                ),
+                None => self.diverge(
+                    At::event(&input.stream_id, input.sequence).with_record(format!("work/{}", item.key())),
+                    DivergenceKind::InputUnavailable,
+                    None,
+                    "the event",
+                    "(absent)",
+                    "a pending work item names an event that is not stored",
+                ),
+            }
+        }
+        self.report.pending = pending;
+        Ok(())
+    }
+
+    /// Checks that a stage consumed `event` (its idempotency record exists) or that the
+    /// work is still queued.
+    async fn check_consumed(&mut self, stage: Stage, event: &EventEnvelope) -> Result<(), StoreError> {
+        let item = WorkItem { stage, input: event.pointer() };
+        let work_key = item.key();
+        if self.pending_keys.contains(&work_key) {
+            return Ok(());
+        }
+        let key = format!("stage/{work_key}");
+        if self.store.idempotency(&key).await?.is_none() {
+            self.diverge(
+                At::event(&event.stream_id, event.sequence).with_record(key),
+                DivergenceKind::WorkLost,
+                None,
+                format!("consumed by the {} stage, or queued for it", stage.as_str()),
+                "neither consumed nor queued",
+                format!(
+                    "this {} was never carried through the {} stage and no work item is queued for it",
+                    event.event_type,
+                    stage.as_str()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Streams
+    // ---------------------------------------------------------------------------------
+
+    async fn check_streams(&mut self) -> Result<(), StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_streams(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for stream_id in &page.items {
+                self.report.streams += 1;
+                self.check_stream(stream_id).await?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn chain_broken(&mut self, error: &ChainError) {
+        let (stream_id, sequence, field, expected, actual) = match error {
+            ChainError::WrongStream { stream_id, position, found } => {
+                (stream_id, *position, "stream_id", stream_id.clone(), found.clone())
+            }
+            ChainError::SequenceGap { stream_id, expected, found } => {
+                (stream_id, *expected, "sequence", expected.to_string(), found.to_string())
+            }
+            ChainError::BrokenLink { stream_id, sequence, expected, found, .. } => {
+                (stream_id, *sequence, "previous_hash", expected.to_hex(), found.to_hex())
+            }
+            ChainError::HashMismatch { stream_id, sequence, stored, computed } => {
+                (stream_id, *sequence, "hash", computed.to_hex(), stored.to_hex())
+            }
+        };
+        let stream_id = stream_id.clone();
+        self.diverge(
+            At::event(&stream_id, sequence),
+            DivergenceKind::ChainBroken,
+            Some(field.to_owned()),
+            expected,
+            actual,
+            format!("{error}; nothing after this point of the stream can be trusted"),
+        );
+    }
+
+    /// Verifies the chain of one stream page by page; calls `on_event` for each verified
+    /// event. Returns whether the whole chain verified.
+    async fn check_stream(&mut self, stream_id: &str) -> Result<(), StoreError> {
+        let kind = StreamKind::of(stream_id);
+        if kind.is_none() {
+            self.diverge(
+                At::stream(stream_id),
+                DivergenceKind::UnknownStream,
+                Some("stream_id".to_owned()),
+                "signal:, ruleset:, model:, group: or incident: followed by a SHA-256 hex digest",
+                stream_id,
+                "opx never writes a stream with this id; something else wrote to the store",
+            );
+        }
+        let mut chain = ChainVerifier::new(stream_id);
+        let mut signal: Option<Signal> = None;
+        let mut incident: Option<Incident> = None;
+        let mut group = GroupScan::default();
+        let mut semantics_ok = true;
+        loop {
+            let from = chain.verified_count() + 1;
+            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            let done = page.len() < READ_PAGE_SIZE_MAX;
+            for event in &page {
+                if let Err(error) = chain.push(event) {
+                    self.chain_broken(&error);
+                    return Ok(());
+                }
+                self.report.events += 1;
+                if !semantics_ok {
+                    continue;
+                }
+                semantics_ok = match kind {
+                    Some(StreamKind::Signal) => self.signal_event(event, &mut signal).await?,
+                    Some(StreamKind::RuleSet) => self.recorded_event(event, "RuleSetRecorded"),
+                    Some(StreamKind::Model) => self.recorded_event(event, "ConfidenceModelRecorded"),
+                    Some(StreamKind::Group) => self.group_event_first_pass(event, &mut group).await?,
+                    Some(StreamKind::Incident) => self.incident_event(event, &mut incident).await?,
+                    None => false,
+                };
+            }
+            if done || page.is_empty() {
+                break;
+            }
+        }
+        if !semantics_ok {
+            return Ok(());
+        }
+        match kind {
+            Some(StreamKind::RuleSet) => {
+                if let Some(hash) = stream_id.strip_prefix("ruleset:").and_then(Digest::from_hex) {
+                    if let Err(reason) = self.ruleset(&hash).await? {
+                        self.diverge(
+                            At::event(stream_id, 1),
+                            DivergenceKind::UndecodableEvent,
+                            None,
+                            "a rule set that compiles to its recorded hash",
+                            reason.clone(),
+                            format!("the recorded rule set is unusable: {reason}"),
+                        );
+                    }
+                }
+            }
+            Some(StreamKind::Model) => {
+                if let Some(hash) = stream_id.strip_prefix("model:").and_then(Digest::from_hex) {
+                    if let Err(reason) = self.model(&hash).await? {
+                        self.diverge(
+                            At::event(stream_id, 1),
+                            DivergenceKind::UndecodableEvent,
+                            None,
+                            "a valid model whose hash is the recorded one",
+                            reason.clone(),
+                            format!("the recorded confidence model is unusable: {reason}"),
+                        );
+                    }
+                }
+            }
+            Some(StreamKind::Group) => self.group_second_pass(stream_id, chain.verified_count(), group).await?,
+            Some(StreamKind::Incident) => {
+                self.incident_projections(stream_id, chain.verified_count(), incident).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn undecodable(&mut self, event: &EventEnvelope, reason: &str) {
+        self.diverge(
+            At::event(&event.stream_id, event.sequence),
+            DivergenceKind::UndecodableEvent,
+            Some("payload".to_owned()),
+            format!("{} schema {} payload", event.event_type, event.schema_version),
+            render(&String::from_utf8_lossy(&event.payload)),
+            format!("the payload does not decode as its declared type: {reason}"),
+        );
+    }
+
+    fn misplaced(&mut self, event: &EventEnvelope, expected: impl Into<String>, detail: impl Into<String>) {
+        let actual = event.event_type.clone();
+        self.diverge(
+            At::event(&event.stream_id, event.sequence),
+            DivergenceKind::MisplacedEvent,
+            Some("event_type".to_owned()),
+            expected,
+            actual,
+            detail,
+        );
+    }
+
+    /// Event 1 of a `ruleset:` or `model:` stream; there is no event 2.
+    fn recorded_event(&mut self, event: &EventEnvelope, wanted: &str) -> bool {
+        if event.sequence != 1 || event.event_type != wanted {
+            self.misplaced(
+                event,
+                format!("one {wanted} at sequence 1"),
+                "a content-addressed stream holds exactly one recording event",
+            );
+            return false;
+        }
+        if let Err(reason) = decode_pipeline(event) {
+            self.undecodable(event, &reason);
+            return false;
+        }
+        true
+    }
+
+    async fn signal_event(&mut self, event: &EventEnvelope, signal: &mut Option<Signal>) -> Result<bool, StoreError> {
+        let decoded = match decode_pipeline(event) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                self.undecodable(event, &reason);
+                return Ok(false);
+            }
+        };
+        match (event.sequence, decoded, signal.as_ref()) {
+            (1, PipelineEvent::SignalAccepted(accepted), None) => {
+                let expected_stream = signal_stream(&accepted.signal.id);
+                if expected_stream != event.stream_id {
+                    self.diverge(
+                        At::event(&event.stream_id, 1),
+                        DivergenceKind::MisplacedEvent,
+                        Some("signal.id".to_owned()),
+                        expected_stream,
+                        event.stream_id.clone(),
+                        "the accepted signal belongs to another stream than the one holding it",
+                    );
+                    return Ok(false);
+                }
+                let key = format!("signal/{}", accepted.signal.id);
+                if self.store.idempotency(&key).await?.is_none() {
+                    self.diverge(
+                        At::event(&event.stream_id, 1).with_record(key),
+                        DivergenceKind::IdempotencyMismatch,
+                        None,
+                        "the signal's idempotency record",
+                        "(absent)",
+                        "an accepted signal has no idempotency record (they are written in one commit)",
+                    );
+                }
+                self.check_consumed(Stage::Detect, event).await?;
+                *signal = Some(accepted.signal);
+                Ok(true)
+            }
+            (2, PipelineEvent::SignalEvaluated(evaluated), Some(accepted)) => {
+                let accepted = accepted.clone();
+                self.check_evaluated(event, &accepted, &evaluated).await?;
+                self.check_consumed(Stage::Correlate, event).await?;
+                Ok(true)
+            }
+            _ => {
+                self.misplaced(
+                    event,
+                    "SignalAccepted at sequence 1, SignalEvaluated at sequence 2, nothing after",
+                    "a signal stream holds its acceptance and its evaluation only",
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    async fn ruleset(&mut self, hash: &Digest) -> Result<Loaded<RuleSet>, StoreError> {
+        if let Some(loaded) = self.rulesets.get(hash) {
+            return Ok(loaded.clone());
+        }
+        let stream_id = ruleset_stream(hash);
+        let loaded = match self.read_event(&stream_id, 1).await? {
+            None => Err(format!("{stream_id} holds no event")),
+            Some(event) => match decode_pipeline(&event) {
+                Ok(PipelineEvent::RuleSetRecorded(recorded)) => {
+                    let files: Vec<RuleFile> = recorded
+                        .files
+                        .iter()
+                        .map(|file| RuleFile { path: file.path.clone(), text: file.text.clone() })
+                        .collect();
+                    match RuleSet::from_files(&files) {
+                        Err(error) => Err(format!("{stream_id}: the recorded files do not compile: {error}")),
+                        Ok(rules) if rules.hash() != *hash || recorded.hash != *hash => Err(format!(
+                            "{stream_id}: the recorded files compile to rule set {} (recorded hash {})",
+                            rules.hash(),
+                            recorded.hash
+                        )),
+                        Ok(rules) => Ok(rules),
+                    }
+                }
+                Ok(other) => Err(format!("{stream_id}#1 is {}, not RuleSetRecorded", other.event_type())),
+                Err(reason) => Err(format!("{stream_id}#1: {reason}")),
+            },
+        };
+        self.rulesets.insert(*hash, loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn model(&mut self, hash: &Digest) -> Result<Loaded<ConfidenceModel>, StoreError> {
+        if let Some(loaded) = self.models.get(hash) {
+            return Ok(loaded.clone());
+        }
+        let stream_id = model_stream(hash);
+        let loaded = match self.read_event(&stream_id, 1).await? {
+            None => Err(format!("{stream_id} holds no event")),
+            Some(event) => match decode_pipeline(&event) {
+                Ok(PipelineEvent::ConfidenceModelRecorded(recorded)) => {
+                    if let Err(error) = recorded.model.validate() {
+                        Err(format!("{stream_id}: the recorded model is invalid: {error}"))
+                    } else if recorded.model.hash() != *hash || recorded.hash != *hash {
+                        Err(format!(
+                            "{stream_id}: the recorded model hashes to {} (recorded hash {})",
+                            recorded.model.hash(),
+                            recorded.hash
+                        ))
+                    } else {
+                        Ok(recorded.model)
+                    }
+                }
+                Ok(other) => Err(format!("{stream_id}#1 is {}, not ConfidenceModelRecorded", other.event_type())),
+                Err(reason) => Err(format!("{stream_id}#1: {reason}")),
+            },
+        };
+        self.models.insert(*hash, loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn check_evaluated(
+        &mut self,
+        event: &EventEnvelope,
+        signal: &Signal,
+        evaluated: &SignalEvaluated,
+    ) -> Result<(), StoreError> {
+        let at = || At::event(&event.stream_id, event.sequence);
+        if evaluated.signal_id != signal.id {
+            self.diverge(
+                at(),
+                DivergenceKind::DecisionMismatch,
+                Some("signal_id".to_owned()),
+                signal.id.to_string(),
+                evaluated.signal_id.to_string(),
+                "the evaluation names another signal than the one accepted in this stream",
+            );
+            return Ok(());
+        }
+        let rules = match self.ruleset(&evaluated.ruleset_hash).await? {
+            Ok(rules) => rules,
+            Err(reason) => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::InputUnavailable,
+                    Some("ruleset_hash".to_owned()),
+                    format!("rule set {} recorded in the store", evaluated.ruleset_hash),
+                    reason.clone(),
+                    "the rule set this evaluation names cannot be loaded, so detection cannot be re-derived",
+                );
+                return Ok(());
+            }
+        };
+        self.report.decisions_rederived += 1;
+        let rederived = detect(&rules, signal);
+        self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "outcome",
+            &rederived,
+            &evaluated.outcome,
+            "re-running detection on the recorded signal with the recorded rule set gives another outcome",
+        );
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Groups
+    // ---------------------------------------------------------------------------------
+
+    async fn group_event_first_pass(&mut self, event: &EventEnvelope, scan: &mut GroupScan) -> Result<bool, StoreError> {
+        let decoded = match decode_pipeline(event) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                self.undecodable(event, &reason);
+                return Ok(false);
+            }
+        };
+        match decoded {
+            PipelineEvent::DetectionCorrelated(correlated) => {
+                self.check_correlated(event, &correlated).await?;
+                self.check_consumed(Stage::Assess, event).await?;
+                if scan.detections.len() < GROUP_EVENTS_READ_MAX {
+                    scan.detections.push(correlated.detection);
+                }
+                Ok(true)
+            }
+            PipelineEvent::ConfidenceAssessed(_) => {
+                self.check_consumed(Stage::Promote, event).await?;
+                Ok(true)
+            }
+            PipelineEvent::PromotionDecided(_) => Ok(true),
+            other => {
+                self.misplaced(
+                    event,
+                    "DetectionCorrelated, ConfidenceAssessed or PromotionDecided",
+                    format!("a group stream never holds {}", other.event_type()),
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    async fn check_correlated(&mut self, event: &EventEnvelope, correlated: &DetectionCorrelated) -> Result<(), StoreError> {
+        let at = || At::event(&event.stream_id, event.sequence);
+        let detection = &correlated.detection;
+        self.report.decisions_rederived += 1;
+        let window_ms = match WindowMs::new(correlated.window_ms) {
+            Ok(window_ms) => window_ms,
+            Err(error) => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::DecisionMismatch,
+                    Some("window_ms".to_owned()),
+                    "a valid window length",
+                    correlated.window_ms.to_string(),
+                    format!("the recorded window length is invalid: {error}"),
+                );
+                return Ok(());
+            }
+        };
+        let expected_start = window_start(detection.event_time, window_ms);
+        if !self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "window_start",
+            &expected_start,
+            &correlated.window_start,
+            "the window start is not the detection's event time aligned down to the window length",
+        ) {
+            return Ok(());
+        }
+        let expected_stream = group_stream(&CorrelationKey::of(detection).group_id(expected_start));
+        if expected_stream != event.stream_id {
+            self.diverge(
+                at(),
+                DivergenceKind::MisplacedEvent,
+                Some("stream_id".to_owned()),
+                expected_stream,
+                event.stream_id.clone(),
+                "the detection was correlated into another group than its key and window give",
+            );
+            return Ok(());
+        }
+        let signal_stream_id = signal_stream(&detection.signal_id);
+        let evaluated = match self.read_event(&signal_stream_id, 2).await? {
+            Some(source) => match decode_pipeline(&source) {
+                Ok(PipelineEvent::SignalEvaluated(evaluated)) => Some(evaluated),
+                _ => None,
+            },
+            None => None,
+        };
+        match evaluated {
+            Some(SignalEvaluated { outcome: DetectionOutcome::Detected(recorded), .. }) => {
+                self.check_equal(
+                    at(),
+                    DivergenceKind::DecisionMismatch,
+                    "detection",
+                    &recorded,
+                    detection,
+                    "the correlated detection differs from the detection its signal's evaluation recorded",
+                );
+            }
+            _ => self.diverge(
+                at(),
+                DivergenceKind::InputUnavailable,
+                Some("detection.signal_id".to_owned()),
+                format!("{signal_stream_id}#2 SignalEvaluated with a detection"),
+                "absent, undecodable or not a detection",
+                "the signal this detection names has no recorded detection",
+            ),
+        }
+        Ok(())
+    }
+
+    /// The detections of another group stream, read once per group stream checked.
+    async fn other_group<'g>(&self, scan: &'g mut GroupScan, stream_id: &str) -> Result<&'g [Detection], StoreError> {
+        let cached = matches!(&scan.other, Some((id, _)) if id == stream_id);
+        if !cached {
+            let mut detections = Vec::new();
+            let mut from = 1;
+            loop {
+                let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+                let done = page.len() < READ_PAGE_SIZE_MAX;
+                for event in &page {
+                    from = event.sequence + 1;
+                    if event.event_type == "DetectionCorrelated" && detections.len() < GROUP_EVENTS_READ_MAX {
+                        if let Ok(PipelineEvent::DetectionCorrelated(correlated)) = decode_pipeline(event) {
+                            detections.push(correlated.detection);
+                        }
+                    }
+                }
+                if done || page.is_empty() {
+                    break;
+                }
+            }
+            scan.other = Some((stream_id.to_owned(), detections));
+        }
+        Ok(scan.other.as_ref().map_or(&[][..], |(_, detections)| detections.as_slice()))
+    }
+
+    /// Rebuilds the bundle an assessment saw, from the detections of its group (`own`, the
+    /// stream being checked, when it is that group) and of the window before.
+    async fn bundle_of(
+        &self,
+        stream_id: &str,
+        scan: &mut GroupScan,
+        assessed: &ConfidenceAssessed,
+        window_ms: WindowMs,
+        keep_truncation_flag: bool,
+    ) -> Result<EvidenceBundle, StoreError> {
+        let own_stream = group_stream(&assessed.key.group_id(assessed.window_start));
+        let previous_stream = group_stream(
+            &assessed.key.group_id(previous_window_start(assessed.window_start, window_ms)),
+        );
+        let previous = self.other_group(scan, &previous_stream).await?.to_vec();
+        let own: Vec<Detection> = if own_stream == stream_id {
+            scan.detections.clone()
+        } else {
+            self.other_group(scan, &own_stream).await?.to_vec()
+        };
+        Ok(bundle_from_members(assessed, window_ms, [&previous, &own], keep_truncation_flag))
+    }
+
+    async fn group_second_pass(&mut self, stream_id: &str, events: u64, mut scan: GroupScan) -> Result<(), StoreError> {
+        let mut from = 1;
+        while from <= events {
+            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                from = event.sequence + 1;
+                if event.sequence > events {
+                    break;
+                }
+                match decode_pipeline(event) {
+                    Ok(PipelineEvent::ConfidenceAssessed(assessed)) => {
+                        self.check_assessed(event, &assessed, &mut scan).await?;
+                    }
+                    Ok(PipelineEvent::PromotionDecided(decided)) => {
+                        self.check_decided(event, &decided, &mut scan).await?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_assessed(
+        &mut self,
+        event: &EventEnvelope,
+        assessed: &ConfidenceAssessed,
+        scan: &mut GroupScan,
+    ) -> Result<(), StoreError> {
+        let at = || At::event(&event.stream_id, event.sequence);
+        let window_ms = match WindowMs::new(assessed.window_ms) {
+            Ok(window_ms) => window_ms,
+            Err(error) => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::DecisionMismatch,
+                    Some("window_ms".to_owned()),
+                    "a valid window length",
+                    assessed.window_ms.to_string(),
+                    format!("the recorded window length is invalid: {error}"),
+                );
+                return Ok(());
+            }
+        };
+        let expected_stream = group_stream(&assessed.key.group_id(assessed.window_start));
+        if expected_stream != event.stream_id {
+            self.diverge(
+                at(),
+                DivergenceKind::MisplacedEvent,
+                Some("window_start".to_owned()),
+                expected_stream,
+                event.stream_id.clone(),
+                "the assessment is stored in another group than its key and window give",
+            );
+            return Ok(());
+        }
+        let model = match self.model(&assessed.model_hash).await? {
+            Ok(model) => model,
+            Err(reason) => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::InputUnavailable,
+                    Some("model_hash".to_owned()),
+                    format!("model {} recorded in the store", assessed.model_hash),
+                    reason.clone(),
+                    "the confidence model this assessment names cannot be loaded, so it cannot be re-derived",
+                );
+                return Ok(());
+            }
+        };
+        self.report.decisions_rederived += 1;
+        let bundle = self.bundle_of(&event.stream_id, scan, assessed, window_ms, true).await?;
+        let member_ids: Vec<DetectionId> = bundle.members.iter().map(|member| member.id).collect();
+        if !self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "member_ids",
+            &member_ids,
+            &assessed.member_ids,
+            "the recorded members are not all found among the detections of this window and the one before",
+        ) {
+            return Ok(());
+        }
+        let rederived = assess(&model, &bundle);
+        self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "assessment",
+            &rederived,
+            &assessed.assessment,
+            "re-assessing the recorded members with the recorded model gives another assessment",
+        );
+        Ok(())
+    }
+
+    async fn check_decided(
+        &mut self,
+        event: &EventEnvelope,
+        decided: &PromotionDecided,
+        scan: &mut GroupScan,
+    ) -> Result<(), StoreError> {
+        let at = || At::event(&event.stream_id, event.sequence);
+        let pointer = &decided.assessment_event;
+        let assessed = match self.read_event(&pointer.stream_id, pointer.sequence).await? {
+            Some(source) if source.hash == pointer.hash => match decode_pipeline(&source) {
+                Ok(PipelineEvent::ConfidenceAssessed(assessed)) => Some(assessed),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(assessed) = assessed else {
+            self.diverge(
+                at(),
+                DivergenceKind::InputUnavailable,
+                Some("assessment_event".to_owned()),
+                format!("{}#{} ConfidenceAssessed with hash {}", pointer.stream_id, pointer.sequence, pointer.hash),
+                "absent, with another hash, or not an assessment",
+                "the assessment this decision names is not stored as recorded",
+            );
+            return Ok(());
+        };
+        let Ok(window_ms) = WindowMs::new(assessed.window_ms) else {
+            // The assessment itself is reported where it is stored.
+            return Ok(());
+        };
+        self.report.decisions_rederived += 1;
+        // The promote stage rebuilds its bundle from the recorded members only (without
+        // the truncation flag); re-derive exactly what it did.
+        let bundle = self.bundle_of(&event.stream_id, scan, &assessed, window_ms, false).await?;
+        let decision = &decided.decision;
+        let rederived = promotion::decide(&GateInput {
+            bundle: &bundle,
+            assessment: &assessed.assessment,
+            open_incident: decision.saw_open_incident,
+            closed_generations: decision.generation,
+        });
+        if !self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "decision",
+            &rederived,
+            decision,
+            "re-running the promotion gate on the recorded bundle, assessment and what it saw gives another decision",
+        ) {
+            return Ok(());
+        }
+        if let (Outcome::Promote, Some(incident_id)) = (decision.outcome, decision.incident_id) {
+            let incident_stream = incident::stream_id(&incident_id);
+            let opened = match self.read_event(&incident_stream, 1).await? {
+                Some(first) => match IncidentEvent::from_payload(&first.event_type, first.schema_version, &first.payload) {
+                    Ok(IncidentEvent::IncidentOpened(opened)) => Some(opened),
+                    _ => None,
+                },
+                None => None,
+            };
+            let expected = format!("{incident_stream}#1 IncidentOpened with decision hash {}", decision.hash());
+            match opened {
+                Some(opened) if opened.incident_id == incident_id && opened.decision_hash == decision.hash() => {}
+                Some(opened) => self.diverge(
+                    at(),
+                    DivergenceKind::DecisionMismatch,
+                    Some("decision.incident_id".to_owned()),
+                    expected,
+                    format!("IncidentOpened of {} with decision hash {}", opened.incident_id, opened.decision_hash),
+                    "the incident this PROMOTE names was opened by another decision",
+                ),
+                None => self.diverge(
+                    at(),
+                    DivergenceKind::DecisionMismatch,
+                    Some("decision.incident_id".to_owned()),
+                    expected,
+                    "(absent)",
+                    "this PROMOTE decision opened no incident (they are written in one commit)",
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Incidents
+    // ---------------------------------------------------------------------------------
+
+    async fn incident_event(&mut self, event: &EventEnvelope, state: &mut Option<Incident>) -> Result<bool, StoreError> {
+        let decoded = match IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                self.undecodable(event, &error.to_string());
+                return Ok(false);
+            }
+        };
+        let next = match incident::apply(state.take(), &decoded) {
+            Ok(next) => next,
+            Err(error) => {
+                self.misplaced(
+                    event,
+                    "an event that applies to the incident folded so far",
+                    format!("the event does not apply to the incident: {error}"),
+                );
+                return Ok(false);
+            }
+        };
+        if next.stream_id() != event.stream_id {
+            self.diverge(
+                At::event(&event.stream_id, event.sequence),
+                DivergenceKind::MisplacedEvent,
+                Some("incident_id".to_owned()),
+                event.stream_id.clone(),
+                next.stream_id(),
+                "the event belongs to another incident's stream",
+            );
+            return Ok(false);
+        }
+        if let IncidentEvent::IncidentOpened(opened) = &decoded {
+            self.check_opened_by_promotion(event, opened).await?;
+        }
+        *state = Some(next);
+        Ok(true)
+    }
+
+    /// Finds the PROMOTE decision that opened the incident in its group's stream.
+    async fn check_opened_by_promotion(
+        &mut self,
+        event: &EventEnvelope,
+        opened: &incident::IncidentOpened,
+    ) -> Result<(), StoreError> {
+        let group = group_stream(&opened.group_id);
+        let mut from = 1;
+        loop {
+            let page = self.store.read_stream(&group, from, READ_PAGE_SIZE_MAX).await?;
+            let done = page.len() < READ_PAGE_SIZE_MAX;
+            for candidate in &page {
+                from = candidate.sequence + 1;
+                if candidate.event_type != "PromotionDecided" {
+                    continue;
+                }
+                if let Ok(PipelineEvent::PromotionDecided(decided)) = decode_pipeline(candidate) {
+                    let decision = &decided.decision;
+                    if decision.outcome == Outcome::Promote
+                        && decision.incident_id == Some(opened.incident_id)
+                        && decision.hash() == opened.decision_hash
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            if done || page.is_empty() {
+                break;
+            }
+        }
+        self.diverge(
+            At::event(&event.stream_id, event.sequence),
+            DivergenceKind::DecisionMismatch,
+            Some("decision_hash".to_owned()),
+            format!("a PROMOTE decision in {group} with hash {}", opened.decision_hash),
+            "(none)",
+            "this incident was opened without a recorded PROMOTE decision",
+        );
+        Ok(())
+    }
+
+    async fn incident_projections(
+        &mut self,
+        stream_id: &str,
+        head: u64,
+        state: Option<Incident>,
+    ) -> Result<(), StoreError> {
+        let Some(incident) = state else { return Ok(()) };
+        let key = incident.id.to_string();
+        let record = format!("{PROJECTION_INCIDENT}/{key}");
+        let document = serde_json::to_vec(&incident).unwrap_or_default();
+        self.report.projections_checked += 1;
+        let stored = self.store.projection(PROJECTION_INCIDENT, &key).await?;
+        self.compare_projection(At::event(stream_id, head).with_record(record), &document, head, stored.as_ref());
+        if incident.state == IncidentState::Closed {
+            *self.closed_per_group.entry(incident.group_id).or_insert(0) += 1;
+        } else {
+            let pointer_key = open_incident_key(&incident.environment, &incident.service);
+            let pointer = OpenIncidentPointer {
+                incident_id: incident.id,
+                environment: incident.environment.clone(),
+                service: incident.service.clone(),
+            };
+            let document = serde_json::to_vec(&pointer).unwrap_or_default();
+            self.report.projections_checked += 1;
+            let stored = self.store.projection(PROJECTION_OPEN_INCIDENT, &pointer_key).await?;
+            // The pointer is created once (version 1) and deleted on close, never updated.
+            self.compare_projection(
+                At::event(stream_id, head).with_record(format!("{PROJECTION_OPEN_INCIDENT}/{pointer_key}")),
+                &document,
+                1,
+                stored.as_ref(),
+            );
+        }
+        Ok(())
+    }
+
+    fn compare_projection(&mut self, at: At<'_>, document: &[u8], version: u64, stored: Option<&Projection>) {
+        let Some(stored) = stored else {
+            self.diverge(
+                at,
+                DivergenceKind::ProjectionMismatch,
+                None,
+                render(&String::from_utf8_lossy(document)),
+                "(absent)",
+                "the rebuilt projection is not stored",
+            );
+            return;
+        };
+        if stored.document != document {
+            let rebuilt: serde_json::Value = serde_json::from_slice(document).unwrap_or(serde_json::Value::Null);
+            let found = serde_json::from_slice::<serde_json::Value>(&stored.document)
+                .ok()
+                .and_then(|found| first_json_difference("", &rebuilt, &found));
+            let (field, expected, actual) = match found {
+                Some((field, expected, actual)) => (Some(field).filter(|field| !field.is_empty()), expected, actual),
+                None => (
+                    Some("document".to_owned()),
+                    String::from_utf8_lossy(document).into_owned(),
+                    String::from_utf8_lossy(&stored.document).into_owned(),
+                ),
+            };
+            self.diverge(
+                at,
+                DivergenceKind::ProjectionMismatch,
+                field,
+                expected,
+                actual,
+                "the stored projection document differs from its rebuild from events",
+            );
+            return;
+        }
+        if stored.version != version {
+            self.diverge(
+                at,
+                DivergenceKind::ProjectionMismatch,
+                Some("version".to_owned()),
+                version.to_string(),
+                stored.version.to_string(),
+                "the stored projection version differs from its rebuild from events",
+            );
+        }
+    }
+
+    /// Stored projections without a rebuilt one, and group generations.
+    async fn check_stored_projections(&mut self) -> Result<(), StoreError> {
+        // incident/<id>: the incident's stream must exist.
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_projections(PROJECTION_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for projection in &page.items {
+                let record = format!("{PROJECTION_INCIDENT}/{}", projection.key);
+                let stream_id = format!("{}{}", incident::STREAM_ID_PREFIX, projection.key);
+                if self.store.stream_head(&stream_id).await?.is_none() {
+                    self.report.projections_checked += 1;
+                    self.diverge(
+                        At::stream(&stream_id).with_record(record),
+                        DivergenceKind::ProjectionMismatch,
+                        None,
+                        "(absent: the incident has no events)",
+                        render(&String::from_utf8_lossy(&projection.document)),
+                        "a stored incident projection has no incident stream to rebuild it from",
+                    );
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        // open_incident/<key>: must name an incident that is not CLOSED and whose key it is.
+        let mut cursor: Option<String> = None;
+        loop {
+            let page =
+                self.store.list_projections(PROJECTION_OPEN_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for projection in &page.items {
+                self.check_open_pointer(projection).await?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        // group_generation/<group>: exactly the groups with CLOSED incidents.
+        let mut rebuilt = std::mem::take(&mut self.closed_per_group);
+        let mut cursor: Option<String> = None;
+        loop {
+            let page =
+                self.store.list_projections(PROJECTION_GROUP_GENERATION, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for projection in &page.items {
+                self.report.projections_checked += 1;
+                let record = format!("{PROJECTION_GROUP_GENERATION}/{}", projection.key);
+                let closed = Digest::from_hex(&projection.key).map(GroupId).and_then(|group| rebuilt.remove(&group));
+                let stream_id = group_stream_of_key(&projection.key);
+                let at = At { stream_id: stream_id.as_deref(), sequence: None, record: Some(record) };
+                match closed {
+                    Some(closed) => {
+                        let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
+                        self.compare_projection(at, &document, u64::from(closed), Some(projection));
+                    }
+                    None => self.diverge(
+                        at,
+                        DivergenceKind::ProjectionMismatch,
+                        None,
+                        "(absent: no incident of this group is CLOSED)",
+                        render(&String::from_utf8_lossy(&projection.document)),
+                        "a stored group generation has no CLOSED incident to rebuild it from",
+                    ),
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for (group, closed) in rebuilt {
+            self.report.projections_checked += 1;
+            let stream_id = group_stream(&group);
+            let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
+            self.compare_projection(
+                At::stream(&stream_id).with_record(format!("{PROJECTION_GROUP_GENERATION}/{group}")),
+                &document,
+                u64::from(closed),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    async fn check_open_pointer(&mut self, projection: &Projection) -> Result<(), StoreError> {
+        let record = format!("{PROJECTION_OPEN_INCIDENT}/{}", projection.key);
+        let pointer: OpenIncidentPointer = match serde_json::from_slice(&projection.document) {
+            Ok(pointer) => pointer,
+            Err(error) => {
+                self.report.projections_checked += 1;
+                self.diverge(
+                    At::record(record),
+                    DivergenceKind::ProjectionMismatch,
+                    Some("document".to_owned()),
+                    "an open-incident pointer",
+                    render(&String::from_utf8_lossy(&projection.document)),
+                    format!("the stored open-incident pointer does not decode: {error}"),
+                );
+                return Ok(());
+            }
+        };
+        let stream_id = incident::stream_id(&pointer.incident_id);
+        let head = self.store.stream_head(&stream_id).await?;
+        let open = match &head {
+            None => false,
+            Some(_) => self.incident_is_open(&stream_id, &pointer.incident_id, &projection.key).await?,
+        };
+        if !open {
+            // A pointer to an open incident under its own key was compared (and counted)
+            // while its stream was checked.
+            self.report.projections_checked += 1;
+            self.diverge(
+                At { stream_id: Some(&stream_id), sequence: head.map(|event| event.sequence), record: Some(record) },
+                DivergenceKind::ProjectionMismatch,
+                Some("incident_id".to_owned()),
+                "(absent: no open incident of this environment and service)",
+                pointer.incident_id.to_string(),
+                "the open-incident pointer names an incident that is CLOSED, missing, or of another environment and service",
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the incident's stream folds to an incident that is not CLOSED and whose
+    /// open-incident key is `key`. Folds page by page (bounded memory).
+    async fn incident_is_open(&self, stream_id: &str, incident_id: &IncidentId, key: &str) -> Result<bool, StoreError> {
+        let mut state: Option<Incident> = None;
+        let mut from = 1;
+        loop {
+            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            let done = page.len() < READ_PAGE_SIZE_MAX;
+            for event in &page {
+                from = event.sequence + 1;
+                let Ok(decoded) = IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
+                else {
+                    return Ok(false);
+                };
+                match incident::apply(state.take(), &decoded) {
+                    Ok(next) => state = Some(next),
+                    Err(_) => return Ok(false),
+                }
+            }
+            if done || page.is_empty() {
+                break;
+            }
+        }
+        Ok(state.is_some_and(|incident| {
+            incident.id == *incident_id
+                && incident.state != IncidentState::Closed
+                && open_incident_key(&incident.environment, &incident.service) == key
+        }))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Idempotency
+    // ---------------------------------------------------------------------------------
+
+    async fn check_idempotency(&mut self) -> Result<(), StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_idempotency(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            for record in &page.items {
+                if record.key.starts_with("signal/") {
+                    self.report.idempotency_checked += 1;
+                    self.check_signal_record(record).await?;
+                } else if record.key.starts_with("stage/") {
+                    self.report.idempotency_checked += 1;
+                    self.check_stage_record(record).await?;
+                } else {
+                    self.report.idempotency_skipped += 1;
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn check_signal_record(&mut self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        let id = record.key.trim_start_matches("signal/");
+        let stream_id = format!("signal:{id}");
+        let accepted = match self.read_event(&stream_id, 1).await? {
+            Some(event) => match decode_pipeline(&event) {
+                Ok(PipelineEvent::SignalAccepted(accepted)) => Some((event, accepted)),
+                _ => None,
+            },
+            None => None,
+        };
+        let Some((event, accepted)) = accepted else {
+            self.diverge(
+                At::event(&stream_id, 1).with_record(record.key.clone()),
+                DivergenceKind::IdempotencyMismatch,
+                None,
+                format!("{stream_id}#1 SignalAccepted"),
+                "absent or not a SignalAccepted",
+                "the idempotency record names a signal that is not stored (they are written in one commit)",
+            );
+            return Ok(());
+        };
+        let at = || At::event(&stream_id, 1).with_record(record.key.clone());
+        let fingerprint = accepted.signal.fingerprint();
+        if fingerprint != record.request_hash {
+            self.diverge(
+                at(),
+                DivergenceKind::IdempotencyMismatch,
+                Some("request_hash".to_owned()),
+                fingerprint.to_hex(),
+                record.request_hash.to_hex(),
+                "the idempotency record's request hash is not the stored signal's fingerprint",
+            );
+            return Ok(());
+        }
+        let expected = serde_json::to_vec(&event.pointer()).unwrap_or_default();
+        if expected != record.response {
+            self.diverge(
+                at(),
+                DivergenceKind::IdempotencyMismatch,
+                Some("response".to_owned()),
+                String::from_utf8_lossy(&expected).into_owned(),
+                String::from_utf8_lossy(&record.response).into_owned(),
+                "the idempotency record's response is not the pointer of the stored SignalAccepted",
+            );
+        }
+        Ok(())
+    }
+
+    async fn check_stage_record(&mut self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        let Some((stage, stream_id, sequence)) = parse_stage_key(&record.key) else {
+            self.diverge(
+                At::record(record.key.clone()),
+                DivergenceKind::IdempotencyMismatch,
+                Some("key".to_owned()),
+                "stage/<detect|correlate|assess|promote>/<stream id>/<sequence>",
+                record.key.clone(),
+                "the stage idempotency key is malformed",
+            );
+            return Ok(());
+        };
+        let at = || At::event(&stream_id, sequence).with_record(record.key.clone());
+        let wanted = stage_input_type(stage);
+        match self.read_event(&stream_id, sequence).await? {
+            None => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::IdempotencyMismatch,
+                    None,
+                    format!("{stream_id}#{sequence} {wanted}"),
+                    "(absent)",
+                    "the idempotency record names an input event that is not stored",
+                );
+                return Ok(());
+            }
+            Some(input) if input.hash != record.request_hash => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::IdempotencyMismatch,
+                    Some("request_hash".to_owned()),
+                    input.hash.to_hex(),
+                    record.request_hash.to_hex(),
+                    "the idempotency record's request hash is not the hash of the input event it names",
+                );
+                return Ok(());
+            }
+            Some(input) if input.event_type != wanted => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::IdempotencyMismatch,
+                    Some("event_type".to_owned()),
+                    wanted,
+                    input.event_type.clone(),
+                    format!("the {} stage never consumes this event type", stage.as_str()),
+                );
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        let outputs: Vec<EventPointer> = match serde_json::from_slice(&record.response) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                self.diverge(
+                    at(),
+                    DivergenceKind::IdempotencyMismatch,
+                    Some("response".to_owned()),
+                    "a JSON array of event pointers",
+                    render(&String::from_utf8_lossy(&record.response)),
+                    format!("the idempotency record's response does not decode: {error}"),
+                );
+                return Ok(());
+            }
+        };
+        for output in &outputs {
+            let stored = self.read_event(&output.stream_id, output.sequence).await?;
+            if stored.as_ref().map(|event| event.hash) != Some(output.hash) {
+                self.diverge(
+                    At::event(&output.stream_id, output.sequence).with_record(record.key.clone()),
+                    DivergenceKind::IdempotencyMismatch,
+                    Some("response".to_owned()),
+                    output.hash.to_hex(),
+                    stored.map_or("(absent)".to_owned(), |event| event.hash.to_hex()),
+                    format!(
+                        "the {} step recorded writing this event, but it is not stored with that hash (deleted or rewritten)",
+                        stage.as_str()
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `group:<key>` when the key is a digest.
+fn group_stream_of_key(key: &str) -> Option<String> {
+    Digest::from_hex(key).map(|digest| group_stream(&GroupId(digest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_first_json_difference_names_the_path() {
+        let cases = [
+            (json!({"a": 1, "b": {"c": [1, 2]}}), json!({"a": 1, "b": {"c": [1, 3]}}), Some("b.c[1]")),
+            (json!({"a": 1}), json!({"a": 1, "z": 2}), Some("z")),
+            (json!([1, 2]), json!([1, 2, 3]), Some(".length")),
+            (json!({"a": "x"}), json!({"a": "x"}), None),
+        ];
+        for (expected, actual, path) in cases {
+            let found = first_json_difference("", &expected, &actual).map(|(field, _, _)| field);
+            assert_eq!(found.as_deref(), path, "{expected} vs {actual}");
+        }
+    }
+
+    #[test]
+    fn stage_keys_parse_and_malformed_ones_do_not() {
+        let digest = Digest::of_bytes(b"s");
+        let key = format!("stage/detect/signal:{digest}/1");
+        assert_eq!(parse_stage_key(&key), Some((Stage::Detect, format!("signal:{digest}"), 1)));
+        assert_eq!(parse_stage_key("stage/nope/signal:x/1"), None);
+        assert_eq!(parse_stage_key("stage/detect/signal:x/one"), None);
+        assert_eq!(parse_stage_key("signal/x"), None);
+    }
+
+    #[test]
+    fn long_values_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(DIVERGENCE_VALUE_LEN_MAX);
+        let cut = render(&long);
+        assert!(cut.len() <= DIVERGENCE_VALUE_LEN_MAX + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+}
