@@ -16,7 +16,7 @@ use opx_domain::correlation::{
     previous_window_start, window_start, windows_to_evaluate, CorrelationKey, EvidenceBundle,
     GroupId, WindowMs,
 };
-use opx_domain::detection::{detect, Detection, DetectionId, DetectionOutcome, NotDetectedReason};
+use opx_domain::detection::{detect, Detection, DetectionOutcome, NotDetectedReason};
 use opx_domain::event::{EventEnvelope, EventPointer};
 use opx_domain::hash::{Digest, FieldHasher};
 use opx_domain::incident::{
@@ -778,10 +778,14 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let window_ms = WindowMs::new(assessed.window_ms)
             .map_err(|error| PipelineError::Corrupt(format!("recorded window: {error}")))?;
         let (candidates, _) = self.bundle_candidates(&assessed.key, assessed.window_start).await?;
-        let members: BTreeSet<DetectionId> = assessed.member_ids.iter().copied().collect();
-        let seen: Vec<Detection> =
-            candidates.into_iter().filter(|detection| members.contains(&detection.id)).collect();
-        Ok(EvidenceBundle::for_window(assessed.key.clone(), assessed.window_start, window_ms, seen))
+        Ok(EvidenceBundle::as_recorded(
+            assessed.key.clone(),
+            assessed.window_start,
+            window_ms,
+            candidates,
+            &assessed.member_ids,
+            assessed.truncated,
+        ))
     }
 
     async fn group_generation(&self, group: &GroupId) -> Result<(GroupGeneration, Option<u64>), PipelineError> {

@@ -1,5 +1,5 @@
 //! The ports the stage handlers depend on. Every backend (SQLite, DynamoDB) implements
-//! them and passes the one conformance suite in [`crate::conformance`].
+//! them and passes the one conformance suite (`opx_app::conformance`, behind the `conformance` feature).
 //!
 //! The central idea is the [`Commit`]: everything one step of the pipeline writes — sealed
 //! events, idempotency records, projection changes and work-queue changes — is applied

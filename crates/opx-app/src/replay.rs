@@ -72,7 +72,9 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> VerifyOptions {
-        VerifyOptions { divergences_max: DIVERGENCES_MAX_DEFAULT }
+        VerifyOptions {
+            divergences_max: DIVERGENCES_MAX_DEFAULT,
+        }
     }
 }
 
@@ -104,6 +106,18 @@ pub enum DivergenceKind {
 }
 
 impl DivergenceKind {
+    /// Whether the record itself is damaged (a broken chain, a foreign stream, an
+    /// undecodable event), as opposed to a difference found by rebuilding from it. Such
+    /// divergences are listed first: the others are often their consequences.
+    pub fn is_integrity(self) -> bool {
+        matches!(
+            self,
+            DivergenceKind::ChainBroken
+                | DivergenceKind::UnknownStream
+                | DivergenceKind::UndecodableEvent
+        )
+    }
+
     /// The canonical text, as serialised.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,7 +171,11 @@ impl std::fmt::Display for Divergence {
         if let Some(field) = &self.field {
             write!(f, " field {field}")?;
         }
-        write!(f, ": {} (expected {}, stored {})", self.detail, self.expected, self.actual)
+        write!(
+            f,
+            ": {} (expected {}, stored {})",
+            self.detail, self.expected, self.actual
+        )
     }
 }
 
@@ -180,15 +198,17 @@ pub struct VerifyReport {
     pub idempotency_skipped: u64,
     /// Work accepted but not yet carried through every stage (run `opx resume`).
     pub pending: Vec<WorkItem>,
-    /// The first divergent stream overall, if any.
+    /// The first divergent stream overall (an integrity failure if there is one), if any.
     pub first_divergent_stream: Option<String>,
     /// The first divergent event of that stream, if the divergence names one.
     pub first_divergent_sequence: Option<u64>,
     /// How many divergences were found (the report keeps at most
     /// [`VerifyOptions::divergences_max`]).
     pub divergences_total: u64,
-    /// The divergences kept, in the order found: streams in store order, then projections,
-    /// then idempotency records, then pending work.
+    /// The divergences kept: integrity failures first (broken chains, unknown streams,
+    /// undecodable events: usually the root cause of everything else), then the rest; each
+    /// part in the order found (streams in store order, then projections, idempotency
+    /// records and pending work).
     pub divergences: Vec<Divergence>,
 }
 
@@ -198,7 +218,8 @@ impl VerifyReport {
         self.divergences_total == 0
     }
 
-    /// The first divergence found, if any.
+    /// The first divergence: the first integrity failure if there is one, else the first
+    /// divergence found.
     pub fn first_divergence(&self) -> Option<&Divergence> {
         self.divergences.first()
     }
@@ -215,6 +236,7 @@ pub async fn verify<S: StoreRead>(
         store,
         divergences_max: options.divergences_max.max(1),
         report: VerifyReport::default(),
+        integrity: Vec::new(),
         pending_keys: BTreeSet::new(),
         rulesets: BTreeMap::new(),
         models: BTreeMap::new(),
@@ -226,7 +248,15 @@ pub async fn verify<S: StoreRead>(
     verifier.check_idempotency().await?;
     verifier.check_pending_inputs().await?;
     let mut report = verifier.report;
-    if let Some(first) = report.divergences.iter().find(|divergence| divergence.stream_id.is_some()) {
+    let mut divergences = verifier.integrity;
+    divergences.append(&mut report.divergences);
+    divergences.truncate(verifier.divergences_max);
+    report.divergences = divergences;
+    if let Some(first) = report
+        .divergences
+        .iter()
+        .find(|divergence| divergence.stream_id.is_some())
+    {
         report.first_divergent_stream = first.stream_id.clone();
         report.first_divergent_sequence = first.sequence;
     }
@@ -240,6 +270,8 @@ struct Verifier<'a, S: StoreRead> {
     store: &'a S,
     divergences_max: usize,
     report: VerifyReport,
+    /// Integrity divergences, kept apart so they lead the report.
+    integrity: Vec<Divergence>,
     /// [`WorkItem::key`] of every pending item.
     pending_keys: BTreeSet<String>,
     rulesets: BTreeMap<Digest, Loaded<RuleSet>>,
@@ -257,15 +289,27 @@ struct At<'s> {
 
 impl<'s> At<'s> {
     fn event(stream_id: &'s str, sequence: u64) -> At<'s> {
-        At { stream_id: Some(stream_id), sequence: Some(sequence), record: None }
+        At {
+            stream_id: Some(stream_id),
+            sequence: Some(sequence),
+            record: None,
+        }
     }
 
     fn stream(stream_id: &'s str) -> At<'s> {
-        At { stream_id: Some(stream_id), sequence: None, record: None }
+        At {
+            stream_id: Some(stream_id),
+            sequence: None,
+            record: None,
+        }
     }
 
     fn record(record: String) -> At<'s> {
-        At { stream_id: None, sequence: None, record: Some(record) }
+        At {
+            stream_id: None,
+            sequence: None,
+            record: Some(record),
+        }
     }
 
     fn with_record(mut self, record: String) -> At<'s> {
@@ -294,7 +338,13 @@ fn first_json_difference(
     actual: &serde_json::Value,
 ) -> Option<(String, String, String)> {
     use serde_json::Value;
-    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (expected, actual) {
         (Value::Object(left), Value::Object(right)) => {
             let keys: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
@@ -330,16 +380,21 @@ fn first_json_difference(
 
 /// Compares a re-derived value with the recorded one: `None` when equal, else the first
 /// differing field and both renderings.
-fn compare<T: Serialize + PartialEq>(expected: &T, actual: &T) -> Option<(Option<String>, String, String)> {
+fn compare<T: Serialize + PartialEq>(
+    expected: &T,
+    actual: &T,
+) -> Option<(Option<String>, String, String)> {
     if expected == actual {
         return None;
     }
     let left = serde_json::to_value(expected).unwrap_or(serde_json::Value::Null);
     let right = serde_json::to_value(actual).unwrap_or(serde_json::Value::Null);
     match first_json_difference("", &left, &right) {
-        Some((field, expected, actual)) => {
-            Some((Some(field).filter(|field| !field.is_empty()), expected, actual))
-        }
+        Some((field, expected, actual)) => Some((
+            Some(field).filter(|field| !field.is_empty()),
+            expected,
+            actual,
+        )),
         None => Some((None, render_json(&left), render_json(&right))),
     }
 }
@@ -347,36 +402,6 @@ fn compare<T: Serialize + PartialEq>(expected: &T, actual: &T) -> Option<(Option
 fn decode_pipeline(event: &EventEnvelope) -> Result<PipelineEvent, String> {
     PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
         .map_err(|error| error.to_string())
-}
-
-/// The bundle an assessment saw: the recorded members, found among the detections of its
-/// window's group and the window before, with the recorded truncation flag (a truncated
-/// bundle kept exactly the recorded members).
-fn bundle_from_members(
-    assessed: &ConfidenceAssessed,
-    window_ms: WindowMs,
-    sources: [&[Detection]; 2],
-    keep_truncation_flag: bool,
-) -> EvidenceBundle {
-    let wanted: BTreeSet<DetectionId> = assessed.member_ids.iter().copied().collect();
-    let seen: Vec<Detection> = sources
-        .into_iter()
-        .flatten()
-        .filter(|detection| wanted.contains(&detection.id))
-        .cloned()
-        .collect();
-    let mut bundle =
-        EvidenceBundle::for_window(assessed.key.clone(), assessed.window_start, window_ms, seen);
-    if keep_truncation_flag && assessed.truncated && !bundle.truncated {
-        bundle.truncated = true;
-        bundle.content_hash = EvidenceBundle::compute_content_hash(
-            &bundle.group_id,
-            window_ms,
-            true,
-            &bundle.members,
-        );
-    }
-    bundle
 }
 
 fn stage_input_type(stage: Stage) -> &'static str {
@@ -393,7 +418,11 @@ fn parse_stage_key(key: &str) -> Option<(Stage, String, u64)> {
     let rest = key.strip_prefix("stage/")?;
     let (stage, rest) = rest.split_once('/')?;
     let (stream_id, sequence) = rest.rsplit_once('/')?;
-    Some((Stage::parse(stage)?, stream_id.to_owned(), sequence.parse().ok()?))
+    Some((
+        Stage::parse(stage)?,
+        stream_id.to_owned(),
+        sequence.parse().ok()?,
+    ))
 }
 
 /// The state kept while reading one group stream.
@@ -415,8 +444,13 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         detail: impl Into<String>,
     ) {
         self.report.divergences_total += 1;
-        if self.report.divergences.len() < self.divergences_max {
-            self.report.divergences.push(Divergence {
+        let kept = if kind.is_integrity() {
+            &mut self.integrity
+        } else {
+            &mut self.report.divergences
+        };
+        if kept.len() < self.divergences_max {
+            kept.push(Divergence {
                 stream_id: at.stream_id.map(str::to_owned),
                 sequence: at.sequence,
                 kind,
@@ -453,7 +487,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         }
     }
 
-    async fn read_event(&self, stream_id: &str, sequence: u64) -> Result<Option<EventEnvelope>, StoreError> {
+    async fn read_event(
+        &self,
+        stream_id: &str,
+        sequence: u64,
+    ) -> Result<Option<EventEnvelope>, StoreError> {
         let mut events = self.store.read_stream(stream_id, sequence, 1).await?;
         Ok(events.pop().filter(|event| event.sequence == sequence))
     }
@@ -465,7 +503,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     async fn load_pending(&mut self) -> Result<(), StoreError> {
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.pending_work(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .pending_work(cursor.as_deref(), LIST_PAGE_SIZE)
+                .await?;
             for item in page.items {
                 self.pending_keys.insert(item.key());
                 self.report.pending.push(item);
@@ -507,8 +548,15 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
 
     /// Checks that a stage consumed `event` (its idempotency record exists) or that the
     /// work is still queued.
-    async fn check_consumed(&mut self, stage: Stage, event: &EventEnvelope) -> Result<(), StoreError> {
-        let item = WorkItem { stage, input: event.pointer() };
+    async fn check_consumed(
+        &mut self,
+        stage: Stage,
+        event: &EventEnvelope,
+    ) -> Result<(), StoreError> {
+        let item = WorkItem {
+            stage,
+            input: event.pointer(),
+        };
         let work_key = item.key();
         if self.pending_keys.contains(&work_key) {
             return Ok(());
@@ -538,7 +586,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     async fn check_streams(&mut self) -> Result<(), StoreError> {
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list_streams(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .list_streams(cursor.as_deref(), LIST_PAGE_SIZE)
+                .await?;
             for stream_id in &page.items {
                 self.report.streams += 1;
                 self.check_stream(stream_id).await?;
@@ -552,18 +603,53 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
 
     fn chain_broken(&mut self, error: &ChainError) {
         let (stream_id, sequence, field, expected, actual) = match error {
-            ChainError::WrongStream { stream_id, position, found } => {
-                (stream_id, *position, "stream_id", stream_id.clone(), found.clone())
-            }
-            ChainError::SequenceGap { stream_id, expected, found } => {
-                (stream_id, *expected, "sequence", expected.to_string(), found.to_string())
-            }
-            ChainError::BrokenLink { stream_id, sequence, expected, found, .. } => {
-                (stream_id, *sequence, "previous_hash", expected.to_hex(), found.to_hex())
-            }
-            ChainError::HashMismatch { stream_id, sequence, stored, computed } => {
-                (stream_id, *sequence, "hash", computed.to_hex(), stored.to_hex())
-            }
+            ChainError::WrongStream {
+                stream_id,
+                position,
+                found,
+            } => (
+                stream_id,
+                *position,
+                "stream_id",
+                stream_id.clone(),
+                found.clone(),
+            ),
+            ChainError::SequenceGap {
+                stream_id,
+                expected,
+                found,
+            } => (
+                stream_id,
+                *expected,
+                "sequence",
+                expected.to_string(),
+                found.to_string(),
+            ),
+            ChainError::BrokenLink {
+                stream_id,
+                sequence,
+                expected,
+                found,
+                ..
+            } => (
+                stream_id,
+                *sequence,
+                "previous_hash",
+                expected.to_hex(),
+                found.to_hex(),
+            ),
+            ChainError::HashMismatch {
+                stream_id,
+                sequence,
+                stored,
+                computed,
+            } => (
+                stream_id,
+                *sequence,
+                "hash",
+                computed.to_hex(),
+                stored.to_hex(),
+            ),
         };
         let stream_id = stream_id.clone();
         self.diverge(
@@ -576,8 +662,9 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         );
     }
 
-    /// Verifies the chain of one stream page by page; calls `on_event` for each verified
-    /// event. Returns whether the whole chain verified.
+    /// Verifies one stream page by page: its id, its chain, each event's decoding and
+    /// place, then the decisions and projections it holds. Stops checking a stream at its
+    /// first integrity failure.
     async fn check_stream(&mut self, stream_id: &str) -> Result<(), StoreError> {
         let kind = StreamKind::of(stream_id);
         if kind.is_none() {
@@ -597,7 +684,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         let mut semantics_ok = true;
         loop {
             let from = chain.verified_count() + 1;
-            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            let page = self
+                .store
+                .read_stream(stream_id, from, READ_PAGE_SIZE_MAX)
+                .await?;
             let done = page.len() < READ_PAGE_SIZE_MAX;
             for event in &page {
                 if let Err(error) = chain.push(event) {
@@ -611,8 +701,12 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 semantics_ok = match kind {
                     Some(StreamKind::Signal) => self.signal_event(event, &mut signal).await?,
                     Some(StreamKind::RuleSet) => self.recorded_event(event, "RuleSetRecorded"),
-                    Some(StreamKind::Model) => self.recorded_event(event, "ConfidenceModelRecorded"),
-                    Some(StreamKind::Group) => self.group_event_first_pass(event, &mut group).await?,
+                    Some(StreamKind::Model) => {
+                        self.recorded_event(event, "ConfidenceModelRecorded")
+                    }
+                    Some(StreamKind::Group) => {
+                        self.group_event_first_pass(event, &mut group).await?
+                    }
                     Some(StreamKind::Incident) => self.incident_event(event, &mut incident).await?,
                     None => false,
                 };
@@ -626,7 +720,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         }
         match kind {
             Some(StreamKind::RuleSet) => {
-                if let Some(hash) = stream_id.strip_prefix("ruleset:").and_then(Digest::from_hex) {
+                if let Some(hash) = stream_id
+                    .strip_prefix("ruleset:")
+                    .and_then(Digest::from_hex)
+                {
                     if let Err(reason) = self.ruleset(&hash).await? {
                         self.diverge(
                             At::event(stream_id, 1),
@@ -653,9 +750,13 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                     }
                 }
             }
-            Some(StreamKind::Group) => self.group_second_pass(stream_id, chain.verified_count(), group).await?,
+            Some(StreamKind::Group) => {
+                self.group_second_pass(stream_id, chain.verified_count(), group)
+                    .await?
+            }
             Some(StreamKind::Incident) => {
-                self.incident_projections(stream_id, chain.verified_count(), incident).await?;
+                self.incident_projections(stream_id, chain.verified_count(), incident)
+                    .await?;
             }
             _ => {}
         }
@@ -667,13 +768,21 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             At::event(&event.stream_id, event.sequence),
             DivergenceKind::UndecodableEvent,
             Some("payload".to_owned()),
-            format!("{} schema {} payload", event.event_type, event.schema_version),
+            format!(
+                "{} schema {} payload",
+                event.event_type, event.schema_version
+            ),
             render(&String::from_utf8_lossy(&event.payload)),
             format!("the payload does not decode as its declared type: {reason}"),
         );
     }
 
-    fn misplaced(&mut self, event: &EventEnvelope, expected: impl Into<String>, detail: impl Into<String>) {
+    fn misplaced(
+        &mut self,
+        event: &EventEnvelope,
+        expected: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         let actual = event.event_type.clone();
         self.diverge(
             At::event(&event.stream_id, event.sequence),
@@ -702,7 +811,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         true
     }
 
-    async fn signal_event(&mut self, event: &EventEnvelope, signal: &mut Option<Signal>) -> Result<bool, StoreError> {
+    async fn signal_event(
+        &mut self,
+        event: &EventEnvelope,
+        signal: &mut Option<Signal>,
+    ) -> Result<bool, StoreError> {
         let decoded = match decode_pipeline(event) {
             Ok(decoded) => decoded,
             Err(reason) => {
@@ -768,7 +881,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                     let files: Vec<RuleFile> = recorded
                         .files
                         .iter()
-                        .map(|file| RuleFile { path: file.path.clone(), text: file.text.clone() })
+                        .map(|file| RuleFile {
+                            path: file.path.clone(),
+                            text: file.text.clone(),
+                        })
                         .collect();
                     match RuleSet::from_files(&files) {
                         Err(error) => Err(format!("{stream_id}: the recorded files do not compile: {error}")),
@@ -780,7 +896,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                         Ok(rules) => Ok(rules),
                     }
                 }
-                Ok(other) => Err(format!("{stream_id}#1 is {}, not RuleSetRecorded", other.event_type())),
+                Ok(other) => Err(format!(
+                    "{stream_id}#1 is {}, not RuleSetRecorded",
+                    other.event_type()
+                )),
                 Err(reason) => Err(format!("{stream_id}#1: {reason}")),
             },
         };
@@ -798,7 +917,9 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             Some(event) => match decode_pipeline(&event) {
                 Ok(PipelineEvent::ConfidenceModelRecorded(recorded)) => {
                     if let Err(error) = recorded.model.validate() {
-                        Err(format!("{stream_id}: the recorded model is invalid: {error}"))
+                        Err(format!(
+                            "{stream_id}: the recorded model is invalid: {error}"
+                        ))
                     } else if recorded.model.hash() != *hash || recorded.hash != *hash {
                         Err(format!(
                             "{stream_id}: the recorded model hashes to {} (recorded hash {})",
@@ -809,7 +930,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                         Ok(recorded.model)
                     }
                 }
-                Ok(other) => Err(format!("{stream_id}#1 is {}, not ConfidenceModelRecorded", other.event_type())),
+                Ok(other) => Err(format!(
+                    "{stream_id}#1 is {}, not ConfidenceModelRecorded",
+                    other.event_type()
+                )),
                 Err(reason) => Err(format!("{stream_id}#1: {reason}")),
             },
         };
@@ -866,7 +990,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     // Groups
     // ---------------------------------------------------------------------------------
 
-    async fn group_event_first_pass(&mut self, event: &EventEnvelope, scan: &mut GroupScan) -> Result<bool, StoreError> {
+    async fn group_event_first_pass(
+        &mut self,
+        event: &EventEnvelope,
+        scan: &mut GroupScan,
+    ) -> Result<bool, StoreError> {
         let decoded = match decode_pipeline(event) {
             Ok(decoded) => decoded,
             Err(reason) => {
@@ -899,7 +1027,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         }
     }
 
-    async fn check_correlated(&mut self, event: &EventEnvelope, correlated: &DetectionCorrelated) -> Result<(), StoreError> {
+    async fn check_correlated(
+        &mut self,
+        event: &EventEnvelope,
+        correlated: &DetectionCorrelated,
+    ) -> Result<(), StoreError> {
         let at = || At::event(&event.stream_id, event.sequence);
         let detection = &correlated.detection;
         self.report.decisions_rederived += 1;
@@ -949,7 +1081,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             None => None,
         };
         match evaluated {
-            Some(SignalEvaluated { outcome: DetectionOutcome::Detected(recorded), .. }) => {
+            Some(SignalEvaluated {
+                outcome: DetectionOutcome::Detected(recorded),
+                ..
+            }) => {
                 self.check_equal(
                     at(),
                     DivergenceKind::DecisionMismatch,
@@ -972,18 +1107,29 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     }
 
     /// The detections of another group stream, read once per group stream checked.
-    async fn other_group<'g>(&self, scan: &'g mut GroupScan, stream_id: &str) -> Result<&'g [Detection], StoreError> {
-        let cached = matches!(&scan.other, Some((id, _)) if id == stream_id);
+    async fn other_group<'g>(
+        &self,
+        other: &'g mut Option<(String, Vec<Detection>)>,
+        stream_id: &str,
+    ) -> Result<&'g [Detection], StoreError> {
+        let cached = matches!(other, Some((id, _)) if id == stream_id);
         if !cached {
             let mut detections = Vec::new();
             let mut from = 1;
             loop {
-                let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+                let page = self
+                    .store
+                    .read_stream(stream_id, from, READ_PAGE_SIZE_MAX)
+                    .await?;
                 let done = page.len() < READ_PAGE_SIZE_MAX;
                 for event in &page {
                     from = event.sequence + 1;
-                    if event.event_type == "DetectionCorrelated" && detections.len() < GROUP_EVENTS_READ_MAX {
-                        if let Ok(PipelineEvent::DetectionCorrelated(correlated)) = decode_pipeline(event) {
+                    if event.event_type == "DetectionCorrelated"
+                        && detections.len() < GROUP_EVENTS_READ_MAX
+                    {
+                        if let Ok(PipelineEvent::DetectionCorrelated(correlated)) =
+                            decode_pipeline(event)
+                        {
                             detections.push(correlated.detection);
                         }
                     }
@@ -992,9 +1138,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                     break;
                 }
             }
-            scan.other = Some((stream_id.to_owned(), detections));
+            *other = Some((stream_id.to_owned(), detections));
         }
-        Ok(scan.other.as_ref().map_or(&[][..], |(_, detections)| detections.as_slice()))
+        Ok(other
+            .as_ref()
+            .map_or(&[][..], |(_, detections)| detections.as_slice()))
     }
 
     /// Rebuilds the bundle an assessment saw, from the detections of its group (`own`, the
@@ -1005,25 +1153,54 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         scan: &mut GroupScan,
         assessed: &ConfidenceAssessed,
         window_ms: WindowMs,
-        keep_truncation_flag: bool,
     ) -> Result<EvidenceBundle, StoreError> {
         let own_stream = group_stream(&assessed.key.group_id(assessed.window_start));
         let previous_stream = group_stream(
-            &assessed.key.group_id(previous_window_start(assessed.window_start, window_ms)),
+            &assessed
+                .key
+                .group_id(previous_window_start(assessed.window_start, window_ms)),
         );
-        let previous = self.other_group(scan, &previous_stream).await?.to_vec();
-        let own: Vec<Detection> = if own_stream == stream_id {
-            scan.detections.clone()
-        } else {
-            self.other_group(scan, &own_stream).await?.to_vec()
-        };
-        Ok(bundle_from_members(assessed, window_ms, [&previous, &own], keep_truncation_flag))
+        if own_stream == stream_id {
+            // The usual case: no copy of either detection list.
+            let previous = self.other_group(&mut scan.other, &previous_stream).await?;
+            return Ok(EvidenceBundle::as_recorded(
+                assessed.key.clone(),
+                assessed.window_start,
+                window_ms,
+                previous.iter().chain(scan.detections.iter()).cloned(),
+                &assessed.member_ids,
+                assessed.truncated,
+            ));
+        }
+        // An assessment stored outside its own group (reported where it is stored): both
+        // lists come from other streams, so hold one copy.
+        let previous = self
+            .other_group(&mut scan.other, &previous_stream)
+            .await?
+            .to_vec();
+        let own = self.other_group(&mut scan.other, &own_stream).await?;
+        Ok(EvidenceBundle::as_recorded(
+            assessed.key.clone(),
+            assessed.window_start,
+            window_ms,
+            previous.iter().chain(own.iter()).cloned(),
+            &assessed.member_ids,
+            assessed.truncated,
+        ))
     }
 
-    async fn group_second_pass(&mut self, stream_id: &str, events: u64, mut scan: GroupScan) -> Result<(), StoreError> {
+    async fn group_second_pass(
+        &mut self,
+        stream_id: &str,
+        events: u64,
+        mut scan: GroupScan,
+    ) -> Result<(), StoreError> {
         let mut from = 1;
         while from <= events {
-            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            let page = self
+                .store
+                .read_stream(stream_id, from, READ_PAGE_SIZE_MAX)
+                .await?;
             if page.is_empty() {
                 break;
             }
@@ -1094,7 +1271,9 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             }
         };
         self.report.decisions_rederived += 1;
-        let bundle = self.bundle_of(&event.stream_id, scan, assessed, window_ms, true).await?;
+        let bundle = self
+            .bundle_of(&event.stream_id, scan, assessed, window_ms)
+            .await?;
         let member_ids: Vec<DetectionId> = bundle.members.iter().map(|member| member.id).collect();
         if !self.check_equal(
             at(),
@@ -1126,7 +1305,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     ) -> Result<(), StoreError> {
         let at = || At::event(&event.stream_id, event.sequence);
         let pointer = &decided.assessment_event;
-        let assessed = match self.read_event(&pointer.stream_id, pointer.sequence).await? {
+        let assessed = match self
+            .read_event(&pointer.stream_id, pointer.sequence)
+            .await?
+        {
             Some(source) if source.hash == pointer.hash => match decode_pipeline(&source) {
                 Ok(PipelineEvent::ConfidenceAssessed(assessed)) => Some(assessed),
                 _ => None,
@@ -1138,7 +1320,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 at(),
                 DivergenceKind::InputUnavailable,
                 Some("assessment_event".to_owned()),
-                format!("{}#{} ConfidenceAssessed with hash {}", pointer.stream_id, pointer.sequence, pointer.hash),
+                format!(
+                    "{}#{} ConfidenceAssessed with hash {}",
+                    pointer.stream_id, pointer.sequence, pointer.hash
+                ),
                 "absent, with another hash, or not an assessment",
                 "the assessment this decision names is not stored as recorded",
             );
@@ -1151,7 +1336,9 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         self.report.decisions_rederived += 1;
         // The promote stage rebuilds its bundle from the recorded members only (without
         // the truncation flag); re-derive exactly what it did.
-        let bundle = self.bundle_of(&event.stream_id, scan, &assessed, window_ms, false).await?;
+        let bundle = self
+            .bundle_of(&event.stream_id, scan, &assessed, window_ms)
+            .await?;
         let decision = &decided.decision;
         let rederived = promotion::decide(&GateInput {
             bundle: &bundle,
@@ -1172,21 +1359,33 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         if let (Outcome::Promote, Some(incident_id)) = (decision.outcome, decision.incident_id) {
             let incident_stream = incident::stream_id(&incident_id);
             let opened = match self.read_event(&incident_stream, 1).await? {
-                Some(first) => match IncidentEvent::from_payload(&first.event_type, first.schema_version, &first.payload) {
+                Some(first) => match IncidentEvent::from_payload(
+                    &first.event_type,
+                    first.schema_version,
+                    &first.payload,
+                ) {
                     Ok(IncidentEvent::IncidentOpened(opened)) => Some(opened),
                     _ => None,
                 },
                 None => None,
             };
-            let expected = format!("{incident_stream}#1 IncidentOpened with decision hash {}", decision.hash());
+            let expected = format!(
+                "{incident_stream}#1 IncidentOpened with decision hash {}",
+                decision.hash()
+            );
             match opened {
-                Some(opened) if opened.incident_id == incident_id && opened.decision_hash == decision.hash() => {}
+                Some(opened)
+                    if opened.incident_id == incident_id
+                        && opened.decision_hash == decision.hash() => {}
                 Some(opened) => self.diverge(
                     at(),
                     DivergenceKind::DecisionMismatch,
                     Some("decision.incident_id".to_owned()),
                     expected,
-                    format!("IncidentOpened of {} with decision hash {}", opened.incident_id, opened.decision_hash),
+                    format!(
+                        "IncidentOpened of {} with decision hash {}",
+                        opened.incident_id, opened.decision_hash
+                    ),
                     "the incident this PROMOTE names was opened by another decision",
                 ),
                 None => self.diverge(
@@ -1206,8 +1405,16 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     // Incidents
     // ---------------------------------------------------------------------------------
 
-    async fn incident_event(&mut self, event: &EventEnvelope, state: &mut Option<Incident>) -> Result<bool, StoreError> {
-        let decoded = match IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload) {
+    async fn incident_event(
+        &mut self,
+        event: &EventEnvelope,
+        state: &mut Option<Incident>,
+    ) -> Result<bool, StoreError> {
+        let decoded = match IncidentEvent::from_payload(
+            &event.event_type,
+            event.schema_version,
+            &event.payload,
+        ) {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.undecodable(event, &error.to_string());
@@ -1252,7 +1459,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         let group = group_stream(&opened.group_id);
         let mut from = 1;
         loop {
-            let page = self.store.read_stream(&group, from, READ_PAGE_SIZE_MAX).await?;
+            let page = self
+                .store
+                .read_stream(&group, from, READ_PAGE_SIZE_MAX)
+                .await?;
             let done = page.len() < READ_PAGE_SIZE_MAX;
             for candidate in &page {
                 from = candidate.sequence + 1;
@@ -1277,7 +1487,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             At::event(&event.stream_id, event.sequence),
             DivergenceKind::DecisionMismatch,
             Some("decision_hash".to_owned()),
-            format!("a PROMOTE decision in {group} with hash {}", opened.decision_hash),
+            format!(
+                "a PROMOTE decision in {group} with hash {}",
+                opened.decision_hash
+            ),
             "(none)",
             "this incident was opened without a recorded PROMOTE decision",
         );
@@ -1296,7 +1509,12 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         let document = serde_json::to_vec(&incident).unwrap_or_default();
         self.report.projections_checked += 1;
         let stored = self.store.projection(PROJECTION_INCIDENT, &key).await?;
-        self.compare_projection(At::event(stream_id, head).with_record(record), &document, head, stored.as_ref());
+        self.compare_projection(
+            At::event(stream_id, head).with_record(record),
+            &document,
+            head,
+            stored.as_ref(),
+        );
         if incident.state == IncidentState::Closed {
             *self.closed_per_group.entry(incident.group_id).or_insert(0) += 1;
         } else {
@@ -1308,10 +1526,14 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             };
             let document = serde_json::to_vec(&pointer).unwrap_or_default();
             self.report.projections_checked += 1;
-            let stored = self.store.projection(PROJECTION_OPEN_INCIDENT, &pointer_key).await?;
+            let stored = self
+                .store
+                .projection(PROJECTION_OPEN_INCIDENT, &pointer_key)
+                .await?;
             // The pointer is created once (version 1) and deleted on close, never updated.
             self.compare_projection(
-                At::event(stream_id, head).with_record(format!("{PROJECTION_OPEN_INCIDENT}/{pointer_key}")),
+                At::event(stream_id, head)
+                    .with_record(format!("{PROJECTION_OPEN_INCIDENT}/{pointer_key}")),
                 &document,
                 1,
                 stored.as_ref(),
@@ -1320,7 +1542,13 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         Ok(())
     }
 
-    fn compare_projection(&mut self, at: At<'_>, document: &[u8], version: u64, stored: Option<&Projection>) {
+    fn compare_projection(
+        &mut self,
+        at: At<'_>,
+        document: &[u8],
+        version: u64,
+        stored: Option<&Projection>,
+    ) {
         let Some(stored) = stored else {
             self.diverge(
                 at,
@@ -1333,12 +1561,17 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             return;
         };
         if stored.document != document {
-            let rebuilt: serde_json::Value = serde_json::from_slice(document).unwrap_or(serde_json::Value::Null);
+            let rebuilt: serde_json::Value =
+                serde_json::from_slice(document).unwrap_or(serde_json::Value::Null);
             let found = serde_json::from_slice::<serde_json::Value>(&stored.document)
                 .ok()
                 .and_then(|found| first_json_difference("", &rebuilt, &found));
             let (field, expected, actual) = match found {
-                Some((field, expected, actual)) => (Some(field).filter(|field| !field.is_empty()), expected, actual),
+                Some((field, expected, actual)) => (
+                    Some(field).filter(|field| !field.is_empty()),
+                    expected,
+                    actual,
+                ),
                 None => (
                     Some("document".to_owned()),
                     String::from_utf8_lossy(document).into_owned(),
@@ -1372,7 +1605,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         // incident/<id>: the incident's stream must exist.
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list_projections(PROJECTION_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE)
+                .await?;
             for projection in &page.items {
                 let record = format!("{PROJECTION_INCIDENT}/{}", projection.key);
                 let stream_id = format!("{}{}", incident::STREAM_ID_PREFIX, projection.key);
@@ -1396,8 +1632,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         // open_incident/<key>: must name an incident that is not CLOSED and whose key it is.
         let mut cursor: Option<String> = None;
         loop {
-            let page =
-                self.store.list_projections(PROJECTION_OPEN_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .list_projections(PROJECTION_OPEN_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE)
+                .await?;
             for projection in &page.items {
                 self.check_open_pointer(projection).await?;
             }
@@ -1410,17 +1648,30 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         let mut rebuilt = std::mem::take(&mut self.closed_per_group);
         let mut cursor: Option<String> = None;
         loop {
-            let page =
-                self.store.list_projections(PROJECTION_GROUP_GENERATION, cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .list_projections(
+                    PROJECTION_GROUP_GENERATION,
+                    cursor.as_deref(),
+                    LIST_PAGE_SIZE,
+                )
+                .await?;
             for projection in &page.items {
                 self.report.projections_checked += 1;
                 let record = format!("{PROJECTION_GROUP_GENERATION}/{}", projection.key);
-                let closed = Digest::from_hex(&projection.key).map(GroupId).and_then(|group| rebuilt.remove(&group));
+                let closed = Digest::from_hex(&projection.key)
+                    .map(GroupId)
+                    .and_then(|group| rebuilt.remove(&group));
                 let stream_id = group_stream_of_key(&projection.key);
-                let at = At { stream_id: stream_id.as_deref(), sequence: None, record: Some(record) };
+                let at = At {
+                    stream_id: stream_id.as_deref(),
+                    sequence: None,
+                    record: Some(record),
+                };
                 match closed {
                     Some(closed) => {
-                        let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
+                        let document =
+                            serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
                         self.compare_projection(at, &document, u64::from(closed), Some(projection));
                     }
                     None => self.diverge(
@@ -1443,7 +1694,8 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             let stream_id = group_stream(&group);
             let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
             self.compare_projection(
-                At::stream(&stream_id).with_record(format!("{PROJECTION_GROUP_GENERATION}/{group}")),
+                At::stream(&stream_id)
+                    .with_record(format!("{PROJECTION_GROUP_GENERATION}/{group}")),
                 &document,
                 u64::from(closed),
                 None,
@@ -1473,7 +1725,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         let head = self.store.stream_head(&stream_id).await?;
         let open = match &head {
             None => false,
-            Some(_) => self.incident_is_open(&stream_id, &pointer.incident_id, &projection.key).await?,
+            Some(_) => {
+                self.incident_is_open(&stream_id, &pointer.incident_id, &projection.key)
+                    .await?
+            }
         };
         if !open {
             // A pointer to an open incident under its own key was compared (and counted)
@@ -1493,16 +1748,27 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
 
     /// Whether the incident's stream folds to an incident that is not CLOSED and whose
     /// open-incident key is `key`. Folds page by page (bounded memory).
-    async fn incident_is_open(&self, stream_id: &str, incident_id: &IncidentId, key: &str) -> Result<bool, StoreError> {
+    async fn incident_is_open(
+        &self,
+        stream_id: &str,
+        incident_id: &IncidentId,
+        key: &str,
+    ) -> Result<bool, StoreError> {
         let mut state: Option<Incident> = None;
         let mut from = 1;
         loop {
-            let page = self.store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+            let page = self
+                .store
+                .read_stream(stream_id, from, READ_PAGE_SIZE_MAX)
+                .await?;
             let done = page.len() < READ_PAGE_SIZE_MAX;
             for event in &page {
                 from = event.sequence + 1;
-                let Ok(decoded) = IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
-                else {
+                let Ok(decoded) = IncidentEvent::from_payload(
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                ) else {
                     return Ok(false);
                 };
                 match incident::apply(state.take(), &decoded) {
@@ -1528,7 +1794,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     async fn check_idempotency(&mut self) -> Result<(), StoreError> {
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list_idempotency(cursor.as_deref(), LIST_PAGE_SIZE).await?;
+            let page = self
+                .store
+                .list_idempotency(cursor.as_deref(), LIST_PAGE_SIZE)
+                .await?;
             for record in &page.items {
                 if record.key.starts_with("signal/") {
                     self.report.idempotency_checked += 1;
@@ -1639,7 +1908,10 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                     Some("event_type".to_owned()),
                     wanted,
                     input.event_type.clone(),
-                    format!("the {} stage never consumes this event type", stage.as_str()),
+                    format!(
+                        "the {} stage never consumes this event type",
+                        stage.as_str()
+                    ),
                 );
                 return Ok(());
             }
@@ -1693,7 +1965,11 @@ mod tests {
     #[test]
     fn the_first_json_difference_names_the_path() {
         let cases = [
-            (json!({"a": 1, "b": {"c": [1, 2]}}), json!({"a": 1, "b": {"c": [1, 3]}}), Some("b.c[1]")),
+            (
+                json!({"a": 1, "b": {"c": [1, 2]}}),
+                json!({"a": 1, "b": {"c": [1, 3]}}),
+                Some("b.c[1]"),
+            ),
             (json!({"a": 1}), json!({"a": 1, "z": 2}), Some("z")),
             (json!([1, 2]), json!([1, 2, 3]), Some(".length")),
             (json!({"a": "x"}), json!({"a": "x"}), None),
@@ -1708,10 +1984,36 @@ mod tests {
     fn stage_keys_parse_and_malformed_ones_do_not() {
         let digest = Digest::of_bytes(b"s");
         let key = format!("stage/detect/signal:{digest}/1");
-        assert_eq!(parse_stage_key(&key), Some((Stage::Detect, format!("signal:{digest}"), 1)));
+        assert_eq!(
+            parse_stage_key(&key),
+            Some((Stage::Detect, format!("signal:{digest}"), 1))
+        );
         assert_eq!(parse_stage_key("stage/nope/signal:x/1"), None);
         assert_eq!(parse_stage_key("stage/detect/signal:x/one"), None);
         assert_eq!(parse_stage_key("signal/x"), None);
+    }
+
+    #[test]
+    fn a_report_serialises_with_snake_case_kinds() {
+        let report = VerifyReport {
+            divergences_total: 1,
+            divergences: vec![Divergence {
+                stream_id: Some("signal:ab".to_owned()),
+                sequence: Some(2),
+                kind: DivergenceKind::ChainBroken,
+                record: None,
+                field: Some("hash".to_owned()),
+                expected: "aa".to_owned(),
+                actual: "bb".to_owned(),
+                detail: "altered".to_owned(),
+            }],
+            ..VerifyReport::default()
+        };
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert_eq!(json["divergences"][0]["kind"], "chain_broken");
+        assert!(!report.ok());
+        let back: VerifyReport = serde_json::from_value(json).expect("deserialises");
+        assert_eq!(back, report);
     }
 
     #[test]

@@ -8,17 +8,32 @@ use std::path::Path;
 /// The default rule files, compiled in so the binary runs from any directory. The paths
 /// are the ones the domain crate records for its default rule set, so both hash alike.
 const DEFAULT_RULE_FILES: [(&str, &str); 4] = [
-    ("rules/alertmanager.yaml", include_str!("../../../rules/alertmanager.yaml")),
-    ("rules/cloudwatch.yaml", include_str!("../../../rules/cloudwatch.yaml")),
-    ("rules/native.yaml", include_str!("../../../rules/native.yaml")),
-    ("rules/silences.yaml", include_str!("../../../rules/silences.yaml")),
+    (
+        "rules/alertmanager.yaml",
+        include_str!("../../../rules/alertmanager.yaml"),
+    ),
+    (
+        "rules/cloudwatch.yaml",
+        include_str!("../../../rules/cloudwatch.yaml"),
+    ),
+    (
+        "rules/native.yaml",
+        include_str!("../../../rules/native.yaml"),
+    ),
+    (
+        "rules/silences.yaml",
+        include_str!("../../../rules/silences.yaml"),
+    ),
 ];
 
 /// The built-in rule files.
 pub fn default_rule_files() -> Vec<RuleFile> {
     DEFAULT_RULE_FILES
         .iter()
-        .map(|(path, text)| RuleFile { path: (*path).to_owned(), text: (*text).to_owned() })
+        .map(|(path, text)| RuleFile {
+            path: (*path).to_owned(),
+            text: (*text).to_owned(),
+        })
         .collect()
 }
 
@@ -37,7 +52,10 @@ pub fn pipeline_config(rules_dir: Option<&Path>) -> anyhow::Result<PipelineConfi
 #[allow(clippy::disallowed_methods)]
 fn read_rule_dir(dir: &Path) -> anyhow::Result<Vec<RuleFile>> {
     let entries = std::fs::read_dir(dir).map_err(|error| {
-        UsageError(format!("--rules {}: cannot read the directory: {error}", dir.display()))
+        UsageError(format!(
+            "--rules {}: cannot read the directory: {error}",
+            dir.display()
+        ))
     })?;
     let mut paths = Vec::new();
     for entry in entries {
@@ -74,8 +92,14 @@ fn read_rule_dir(dir: &Path) -> anyhow::Result<Vec<RuleFile>> {
             .map_err(|error| UsageError(format!("{}: cannot read: {error}", path.display())))?;
         // Recorded as `rules/NAME`, like the built-in files, so a copy of the default
         // directory hashes like the built-in set wherever it lives.
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        files.push(RuleFile { path: format!("rules/{name}"), text });
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.push(RuleFile {
+            path: format!("rules/{name}"),
+            text,
+        });
     }
     Ok(files)
 }

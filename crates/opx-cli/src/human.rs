@@ -1,6 +1,6 @@
 //! Human actions from the command line: transition, note, assign, severity.
 
-use crate::{config, query, store, GlobalArgs, EXIT_OK, UsageError};
+use crate::{config, query, store, GlobalArgs, UsageError, EXIT_OK};
 use opx_app::pipeline::{Pipeline, PipelineError};
 use opx_app::ports::{Clock, NoPublisher};
 use opx_domain::incident::{CloseAs, IncidentCommand, IncidentError, IncidentState, Principal};
@@ -60,13 +60,22 @@ pub enum Action {
 #[allow(clippy::disallowed_methods)]
 pub fn local_principal(as_name: Option<String>) -> anyhow::Result<Principal> {
     let name = as_name
-        .or_else(|| std::env::var("USER").ok().filter(|user| !user.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("USER")
+                .ok()
+                .filter(|user| !user.trim().is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_OPERATOR_NAME.to_owned());
     Principal::local(&name).map_err(|error| UsageError(format!("--as {name:?}: {error}")).into())
 }
 
 /// Runs one human action against the store named by the global flags.
-pub async fn run(global: &GlobalArgs, id: &str, as_name: Option<String>, action: Action) -> anyhow::Result<u8> {
+pub async fn run(
+    global: &GlobalArgs,
+    id: &str,
+    as_name: Option<String>,
+    action: Action,
+) -> anyhow::Result<u8> {
     let principal = local_principal(as_name)?;
     let config = config::pipeline_config(global.rules.as_deref())?;
     let store = store::open(&global.store)?;
@@ -100,11 +109,22 @@ pub async fn run(global: &GlobalArgs, id: &str, as_name: Option<String>, action:
                 resolution_summary: request.resolution_summary,
             }
         }
-        Action::Note(text) => IncidentCommand::AddNote { principal, at, text },
-        Action::Assign(assignee) => IncidentCommand::Assign { principal, at, assignee },
-        Action::Severity(severity, reason) => {
-            IncidentCommand::SetSeverity { principal, at, severity, reason }
-        }
+        Action::Note(text) => IncidentCommand::AddNote {
+            principal,
+            at,
+            text,
+        },
+        Action::Assign(assignee) => IncidentCommand::Assign {
+            principal,
+            at,
+            assignee,
+        },
+        Action::Severity(severity, reason) => IncidentCommand::SetSeverity {
+            principal,
+            at,
+            severity,
+            reason,
+        },
     };
     let after = match pipeline.execute_human(&incident_id, &command).await {
         Ok(after) => after,
@@ -123,11 +143,19 @@ pub async fn run(global: &GlobalArgs, id: &str, as_name: Option<String>, action:
         }
     };
     if global.json {
-        println!("{}", serde_json::to_string(&query::IncidentRow::from(&after))?);
+        println!(
+            "{}",
+            serde_json::to_string(&query::IncidentRow::from(&after))?
+        );
     } else {
         println!(
             "incident {}: {} {} → {} {}, lifecycle version {}",
-            after.id, before.state, before.severity, after.state, after.severity, after.lifecycle_version
+            after.id,
+            before.state,
+            before.severity,
+            after.state,
+            after.severity,
+            after.lifecycle_version
         );
     }
     store.close()?;

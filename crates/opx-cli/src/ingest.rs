@@ -21,6 +21,14 @@ use std::io::{BufRead, BufReader, IsTerminal};
 /// How often (in payloads) the progress line on a terminal is refreshed.
 pub const PROGRESS_EVERY_PAYLOADS: u64 = 500;
 
+/// How many times recording one signal is tried when the store is busy.
+pub const INGEST_ATTEMPTS_MAX: u32 = 5;
+/// Back-off before retry `n` is `n` times this, in milliseconds.
+pub const INGEST_RETRY_BACKOFF_MS: u64 = 200;
+
+/// Most incident ids the human summary lists per kind (`--json` lists them all).
+pub const IDS_LISTED_MAX: usize = 20;
+
 /// The outcome of one item (one signal, or one refused part) of a payload.
 #[derive(Debug)]
 pub enum ItemOutcome {
@@ -134,8 +142,11 @@ impl<'a, S: Store> Ingestor<'a, S> {
                 for (position, item) in parsed.items.into_iter().enumerate() {
                     let outcome = match item {
                         Err(rejection) => {
-                            let item_index = u64::try_from(position).unwrap_or(u64::MAX).saturating_add(1);
-                            self.reject(&origin, &raw.bytes, item_index, &rejection).await?;
+                            let item_index = u64::try_from(position)
+                                .unwrap_or(u64::MAX)
+                                .saturating_add(1);
+                            self.reject(&origin, &raw.bytes, item_index, &rejection)
+                                .await?;
                             ItemOutcome::Rejected(rejection)
                         }
                         Ok(signal) => self.signal(&origin, signal).await?,
@@ -149,7 +160,23 @@ impl<'a, S: Store> Ingestor<'a, S> {
     }
 
     async fn signal(&mut self, origin: &str, signal: Signal) -> anyhow::Result<ItemOutcome> {
-        Ok(match self.pipeline.ingest(&signal).await? {
+        let mut attempt = 1;
+        let outcome = loop {
+            match self.pipeline.ingest(&signal).await {
+                Err(error) if error.is_transient() && attempt < INGEST_ATTEMPTS_MAX => {
+                    // Another process holds the store's write lock longer than the busy
+                    // timeout: back off and try again; recording a signal is idempotent.
+                    tracing::warn!(%error, attempt, "recording a signal failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        INGEST_RETRY_BACKOFF_MS * u64::from(attempt),
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        Ok(match outcome {
             IngestOutcome::Accepted { .. } => {
                 self.summary.accepted += 1;
                 ItemOutcome::Accepted(Box::new(signal))
@@ -158,7 +185,11 @@ impl<'a, S: Store> Ingestor<'a, S> {
                 self.summary.duplicates += 1;
                 ItemOutcome::Duplicate(Box::new(signal))
             }
-            IngestOutcome::Conflict { signal_id, recorded, offered } => {
+            IngestOutcome::Conflict {
+                signal_id,
+                recorded,
+                offered,
+            } => {
                 self.summary.conflicts += 1;
                 if self.print_rejects {
                     eprintln!(
@@ -182,7 +213,8 @@ impl<'a, S: Store> Ingestor<'a, S> {
         if self.print_rejects {
             eprintln!("rejected {origin}: {rejection}");
         }
-        let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
+        let excerpt =
+            String::from_utf8_lossy(&bytes[..bytes.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
         let record = RejectRecord {
             id: reject_id(bytes, item_index),
             origin: origin.to_owned(),
@@ -196,19 +228,32 @@ impl<'a, S: Store> Ingestor<'a, S> {
 
     /// Drains the work queue and adds what it did to the totals.
     pub async fn drain(&mut self) -> anyhow::Result<DrainReport> {
-        let report = self.pipeline.drain(u64::MAX).await?;
+        let report = match self.pipeline.drain(u64::MAX).await {
+            Ok(report) => report,
+            Err(error) if error.is_transient() => {
+                // The work stays queued; the next drain (or `opx resume`) carries it on.
+                tracing::warn!(%error, "draining the work queue failed; will retry");
+                self.summary.left_queued = self.summary.left_queued.max(1);
+                return Ok(DrainReport::default());
+            }
+            Err(error) => return Err(error.into()),
+        };
         self.summary.detections += report.detections;
         self.summary.left_queued = report.left_queued.len() as u64;
         self.created.extend(report.incidents_opened.iter().copied());
-        self.updated.extend(report.incidents_updated.iter().copied());
+        self.updated
+            .extend(report.incidents_updated.iter().copied());
         Ok(report)
     }
 
     /// The totals so far.
     pub fn summary(&self) -> IngestSummary {
         let mut summary = self.summary.clone();
-        let updated: Vec<&IncidentId> =
-            self.updated.iter().filter(|id| !self.created.contains(id)).collect();
+        let updated: Vec<&IncidentId> = self
+            .updated
+            .iter()
+            .filter(|id| !self.created.contains(id))
+            .collect();
         summary.incidents_created = self.created.len() as u64;
         summary.incidents_updated = updated.len() as u64;
         summary.created_ids = self.created.iter().map(ToString::to_string).collect();
@@ -220,7 +265,10 @@ impl<'a, S: Store> Ingestor<'a, S> {
 /// The id of a reject record: the payload bytes and the item index (0 = the whole
 /// payload), so recording the same refusal twice is a no-op.
 pub fn reject_id(bytes: &[u8], item_index: u64) -> Digest {
-    FieldHasher::new("opx.reject.v1").bytes(bytes).u64(item_index).finish()
+    FieldHasher::new("opx.reject.v1")
+        .bytes(bytes)
+        .u64(item_index)
+        .finish()
 }
 
 /// Opens an input: a file, or stdin for `-`.
@@ -268,11 +316,19 @@ pub async fn run<S: Store>(
     }
     let summary = ingestor.summary();
     print_summary(&summary, json)?;
-    Ok(if summary.rejected > 0 || summary.conflicts > 0 { EXIT_REFUSED } else { EXIT_OK })
+    Ok(if summary.rejected > 0 || summary.conflicts > 0 {
+        EXIT_REFUSED
+    } else {
+        EXIT_OK
+    })
 }
 
 /// `opx resume`: carries pending work through.
-pub async fn resume<S: Store>(store: &S, config: &PipelineConfig, json: bool) -> anyhow::Result<u8> {
+pub async fn resume<S: Store>(
+    store: &S,
+    config: &PipelineConfig,
+    json: bool,
+) -> anyhow::Result<u8> {
     let mut ingestor = Ingestor::new(store, config);
     let report = ingestor.drain().await?;
     let summary = ingestor.summary();
@@ -322,14 +378,25 @@ fn print_summary(summary: &IngestSummary, json: bool) -> anyhow::Result<()> {
         summary.incidents_created,
         summary.incidents_updated
     );
-    for id in &summary.created_ids {
-        println!("  created {id}");
-    }
-    for id in &summary.updated_ids {
-        println!("  updated {id}");
+    for (label, ids) in [
+        ("created", &summary.created_ids),
+        ("updated", &summary.updated_ids),
+    ] {
+        for id in ids.iter().take(IDS_LISTED_MAX) {
+            println!("  {label} {id}");
+        }
+        if ids.len() > IDS_LISTED_MAX {
+            println!(
+                "  … and {} more {label} (see `opx incidents`)",
+                ids.len() - IDS_LISTED_MAX
+            );
+        }
     }
     if summary.left_queued > 0 {
-        println!("  {} work items left queued; run `opx resume`", summary.left_queued);
+        println!(
+            "  {} work items left queued; run `opx resume`",
+            summary.left_queued
+        );
     }
     Ok(())
 }

@@ -50,7 +50,12 @@ struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Where the store lives: `sqlite:PATH` (`dynamodb:PREFIX` comes with the AWS adapters).
-    #[arg(long, global = true, env = "OPX_STORE", default_value = "sqlite:./opx.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "OPX_STORE",
+        default_value = "sqlite:./opx.db"
+    )]
     pub store: String,
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
@@ -266,7 +271,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -292,7 +300,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let store = store::open(&global.store)?;
             store.init().await?;
             if global.json {
-                println!("{}", serde_json::json!({ "store": global.store, "initialized": true }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "store": global.store, "initialized": true })
+                );
             } else {
                 println!("store {} is ready", global.store);
             }
@@ -315,7 +326,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Incidents { state, service } => {
             let store = store::open(&global.store)?;
-            let rows = query::list_incidents(&store, state.map(Into::into), service.as_deref()).await?;
+            let rows =
+                query::list_incidents(&store, state.map(Into::into), service.as_deref()).await?;
             query::print_incidents(&rows, global.json)?;
             store.close()?;
             Ok(EXIT_OK)
@@ -353,9 +365,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Assign { id, name, as_name } => {
             human::run(&global, &id, as_name, human::Action::Assign(name)).await
         }
-        Command::Severity { id, severity, reason, as_name } => {
-            human::run(&global, &id, as_name, human::Action::Severity(severity.into(), reason)).await
+        Command::Severity {
+            id,
+            severity,
+            reason,
+            as_name,
+        } => {
+            human::run(
+                &global,
+                &id,
+                as_name,
+                human::Action::Severity(severity.into(), reason),
+            )
+            .await
         }
-        Command::Replay { command: ReplayCommand::Verify } => verify::replay_verify(&global).await,
+        Command::Replay {
+            command: ReplayCommand::Verify,
+        } => verify::replay_verify(&global).await,
     }
 }

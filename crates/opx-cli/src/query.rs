@@ -95,12 +95,13 @@ pub async fn all_incidents<S: StoreRead>(store: &S) -> anyhow::Result<Vec<Incide
             .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), READ_PAGE_SIZE_MAX)
             .await?;
         for projection in &page.items {
-            let incident: Incident = serde_json::from_slice(&projection.document).map_err(|error| {
-                anyhow::anyhow!(
-                    "incident projection {} does not decode ({error}); run `opx replay verify`",
-                    projection.key
-                )
-            })?;
+            let incident: Incident =
+                serde_json::from_slice(&projection.document).map_err(|error| {
+                    anyhow::anyhow!(
+                        "incident projection {} does not decode ({error}); run `opx replay verify`",
+                        projection.key
+                    )
+                })?;
             incidents.push(incident);
         }
         match page.next {
@@ -142,7 +143,10 @@ pub fn print_incidents(rows: &[IncidentRow], json: bool) -> anyhow::Result<()> {
 
 /// Resolves a full incident id or a unique prefix of at least [`ID_PREFIX_LEN_MIN`] hex
 /// characters.
-pub async fn resolve_incident_id<S: StoreRead>(store: &S, text: &str) -> anyhow::Result<IncidentId> {
+pub async fn resolve_incident_id<S: StoreRead>(
+    store: &S,
+    text: &str,
+) -> anyhow::Result<IncidentId> {
     let text = text.trim().to_ascii_lowercase();
     if let Some(digest) = Digest::from_hex(&text) {
         return Ok(IncidentId(digest));
@@ -160,17 +164,24 @@ pub async fn resolve_incident_id<S: StoreRead>(store: &S, text: &str) -> anyhow:
         let page = store
             .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), READ_PAGE_SIZE_MAX)
             .await?;
-        matches.extend(page.items.iter().filter(|p| p.key.starts_with(&text)).map(|p| p.key.clone()));
+        matches.extend(
+            page.items
+                .iter()
+                .filter(|p| p.key.starts_with(&text))
+                .map(|p| p.key.clone()),
+        );
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
     match matches.as_slice() {
-        [] => Err(anyhow::anyhow!("no incident id starts with {text}; see `opx incidents`")),
-        [one] => Digest::from_hex(one)
-            .map(IncidentId)
-            .ok_or_else(|| anyhow::anyhow!("stored incident key {one} is not an id; run `opx replay verify`")),
+        [] => Err(anyhow::anyhow!(
+            "no incident id starts with {text}; see `opx incidents`"
+        )),
+        [one] => Digest::from_hex(one).map(IncidentId).ok_or_else(|| {
+            anyhow::anyhow!("stored incident key {one} is not an id; run `opx replay verify`")
+        }),
         many => Err(anyhow::anyhow!(
             "{} incidents start with {text}; give more characters",
             many.len()
@@ -233,10 +244,23 @@ pub async fn show<S: Store>(
         .load_incident(incident_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no incident {incident_id}; see `opx incidents`"))?;
-    let events = read_all(store, &incident::stream_id(incident_id), opx_app::pipeline::INCIDENT_EVENTS_READ_MAX).await?;
-    let timeline = events.iter().map(timeline_entry).collect::<anyhow::Result<Vec<_>>>()?;
+    let events = read_all(
+        store,
+        &incident::stream_id(incident_id),
+        opx_app::pipeline::INCIDENT_EVENTS_READ_MAX,
+    )
+    .await?;
+    let timeline = events
+        .iter()
+        .map(timeline_entry)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let decisions = decisions_for(store, &incident, config.window_ms).await?;
-    Ok(ShowView { summary: IncidentRow::from(&incident), incident, decisions, timeline })
+    Ok(ShowView {
+        summary: IncidentRow::from(&incident),
+        incident,
+        decisions,
+        timeline,
+    })
 }
 
 /// The promotion decisions naming the incident, from the group streams of its evidence's
@@ -246,16 +270,23 @@ pub async fn decisions_for<S: StoreRead>(
     incident: &Incident,
     window_ms: WindowMs,
 ) -> anyhow::Result<Vec<DecisionView>> {
-    let key = CorrelationKey { environment: incident.environment.clone(), service: incident.service.clone() };
+    let key = CorrelationKey {
+        environment: incident.environment.clone(),
+        service: incident.service.clone(),
+    };
     let mut streams = BTreeSet::new();
     streams.insert(group_stream(&incident.group_id));
     for item in incident.evidence.values() {
-        streams.insert(group_stream(&key.group_id(window_start(item.event_time, window_ms))));
+        streams.insert(group_stream(
+            &key.group_id(window_start(item.event_time, window_ms)),
+        ));
     }
     let mut decisions = Vec::new();
     for stream_id in streams {
         let events = read_all(store, &stream_id, SHOW_GROUP_EVENTS_MAX).await?;
-        decisions.extend(decisions_in(&events, |decision| decision.incident_id == Some(incident.id)));
+        decisions.extend(decisions_in(&events, |decision| {
+            decision.incident_id == Some(incident.id)
+        }));
     }
     decisions.sort_by_key(|view| (view.stream_id.clone(), view.sequence));
     Ok(decisions)
@@ -267,7 +298,10 @@ pub fn decisions_in(
     keep: impl Fn(&PromotionDecision) -> bool,
 ) -> Vec<DecisionView> {
     let mut views = Vec::new();
-    for event in events.iter().filter(|event| event.event_type == "PromotionDecided") {
+    for event in events
+        .iter()
+        .filter(|event| event.event_type == "PromotionDecided")
+    {
         let Ok(PipelineEvent::PromotionDecided(decided)) =
             PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
         else {
@@ -301,8 +335,9 @@ pub fn decisions_in(
 }
 
 fn timeline_entry(event: &EventEnvelope) -> anyhow::Result<TimelineEntry> {
-    let decoded = IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
-        .map_err(|error| anyhow::anyhow!("{}#{}: {error}", event.stream_id, event.sequence))?;
+    let decoded =
+        IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
+            .map_err(|error| anyhow::anyhow!("{}#{}: {error}", event.stream_id, event.sequence))?;
     let summary = match &decoded {
         IncidentEvent::IncidentOpened(opened) => format!(
             "opened by promotion with {} evidence item(s) (decision {})",
@@ -312,11 +347,18 @@ fn timeline_entry(event: &EventEnvelope) -> anyhow::Result<TimelineEntry> {
         IncidentEvent::EvidenceAttached(attached) => format!(
             "{} evidence item(s) attached{} (decision {})",
             attached.evidence.len(),
-            if attached.fired_again { ", fired again while RESOLVED" } else { "" },
+            if attached.fired_again {
+                ", fired again while RESOLVED"
+            } else {
+                ""
+            },
             short(&attached.decision_hash.to_string())
         ),
         IncidentEvent::RecoveryRecorded(recovery) => {
-            format!("{} recovered (OK) at {}", recovery.alarm_name, recovery.event_time)
+            format!(
+                "{} recovered (OK) at {}",
+                recovery.alarm_name, recovery.event_time
+            )
         }
         IncidentEvent::IncidentTransitioned(transition) => format!(
             "{} → {} by {} at {}: {} (lifecycle version {}){}{}",
@@ -326,20 +368,29 @@ fn timeline_entry(event: &EventEnvelope) -> anyhow::Result<TimelineEntry> {
             transition.at,
             transition.reason,
             transition.lifecycle_version,
-            transition.close_as.map(|close_as| format!(", closed as {close_as}")).unwrap_or_default(),
+            transition
+                .close_as
+                .map(|close_as| format!(", closed as {close_as}"))
+                .unwrap_or_default(),
             transition
                 .resolution_summary
                 .as_ref()
                 .map(|text| format!(", resolution: {text}"))
                 .unwrap_or_default()
         ),
-        IncidentEvent::NoteAdded(note) => format!("note by {} at {}: {}", note.principal, note.at, note.text),
+        IncidentEvent::NoteAdded(note) => {
+            format!("note by {} at {}: {}", note.principal, note.at, note.text)
+        }
         IncidentEvent::AssigneeChanged(change) => format!(
             "assigned to {} by {} at {}{}",
             change.to,
             change.principal,
             change.at,
-            change.from.as_ref().map(|from| format!(" (was {from})")).unwrap_or_default()
+            change
+                .from
+                .as_ref()
+                .map(|from| format!(" (was {from})"))
+                .unwrap_or_default()
         ),
         IncidentEvent::SeverityChanged(change) => format!(
             "severity {} → {} by {} at {}: {}",
@@ -403,7 +454,10 @@ pub fn print_show(view: &ShowView, json: bool) -> anyhow::Result<()> {
     }
     let row = &view.summary;
     println!("incident {}", row.id);
-    println!("  {} / {}  {}  {}  lifecycle version {}", row.environment, row.service, row.severity, row.state, row.version);
+    println!(
+        "  {} / {}  {}  {}  lifecycle version {}",
+        row.environment, row.service, row.severity, row.state, row.version
+    );
     println!("  opened at {} (earliest evidence)", row.opened_at);
     if let Some(assignee) = &row.assignee {
         println!("  assigned to {assignee}");
@@ -431,7 +485,10 @@ pub fn print_show(view: &ShowView, json: bool) -> anyhow::Result<()> {
     }
     println!("timeline:");
     for entry in &view.timeline {
-        println!("  #{:<3} {:<20} {}", entry.sequence, entry.event_type, entry.summary);
+        println!(
+            "  #{:<3} {:<20} {}",
+            entry.sequence, entry.event_type, entry.summary
+        );
     }
     Ok(())
 }

@@ -72,7 +72,10 @@ struct Scanner {
 impl<R: BufRead> PayloadReader<R> {
     /// A splitter over `input`.
     pub fn new(input: R) -> Self {
-        PayloadReader { input, scanner: Scanner::new() }
+        PayloadReader {
+            input,
+            scanner: Scanner::new(),
+        }
     }
 
     /// The next payload, or `None` at the end of the input.
@@ -85,7 +88,11 @@ impl<R: BufRead> PayloadReader<R> {
             };
             if chunk.is_empty() {
                 let scanner = &mut self.scanner;
-                return Ok(if scanner.current_len > 0 { Some(scanner.take()) } else { None });
+                return Ok(if scanner.current_len > 0 {
+                    Some(scanner.take())
+                } else {
+                    None
+                });
             }
             let mut consumed = 0;
             let mut finished = false;
@@ -260,13 +267,37 @@ mod tests {
     #[test]
     fn splits_every_input_shape() {
         let cases: &[(&str, &str, &[&str])] = &[
-            ("one pretty payload", "{\n  \"a\": [1, 2],\n  \"b\": \"}\"\n}\n", &["{\n  \"a\": [1, 2],\n  \"b\": \"}\"\n}"]),
-            ("ndjson", "{\"a\":1}\n{\"b\":2}\n\n{\"c\":3}", &["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]),
-            ("array", " [ {\"a\":1} , {\"b\":[2]} ]\n", &["{\"a\":1}", "{\"b\":[2]}"]),
+            (
+                "one pretty payload",
+                "{\n  \"a\": [1, 2],\n  \"b\": \"}\"\n}\n",
+                &["{\n  \"a\": [1, 2],\n  \"b\": \"}\"\n}"],
+            ),
+            (
+                "ndjson",
+                "{\"a\":1}\n{\"b\":2}\n\n{\"c\":3}",
+                &["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"],
+            ),
+            (
+                "array",
+                " [ {\"a\":1} , {\"b\":[2]} ]\n",
+                &["{\"a\":1}", "{\"b\":[2]}"],
+            ),
             ("array of scalars", "[1, \"x\"]", &["1", "\"x\""]),
-            ("truncated ndjson line", "{\"a\":1\n{\"b\":2}\n", &["{\"a\":1", "{\"b\":2}"]),
-            ("garbage line", "not json at all\n{\"b\":2}\n", &["not json at all", "{\"b\":2}"]),
-            ("escaped quote in string", "{\"a\":\"x\\\"}\"}\n{}", &["{\"a\":\"x\\\"}\"}", "{}"]),
+            (
+                "truncated ndjson line",
+                "{\"a\":1\n{\"b\":2}\n",
+                &["{\"a\":1", "{\"b\":2}"],
+            ),
+            (
+                "garbage line",
+                "not json at all\n{\"b\":2}\n",
+                &["not json at all", "{\"b\":2}"],
+            ),
+            (
+                "escaped quote in string",
+                "{\"a\":\"x\\\"}\"}\n{}",
+                &["{\"a\":\"x\\\"}\"}", "{}"],
+            ),
             ("truncated at end", "{\"a\":[1", &["{\"a\":[1"]),
             ("empty", "  \n", &[]),
         ];

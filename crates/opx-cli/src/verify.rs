@@ -1,8 +1,8 @@
 //! `opx replay verify`: the replay engine of `opx_app::replay` over the configured store.
 
 use crate::{store, GlobalArgs, EXIT_OK, EXIT_REFUSED};
-use opx_app::replay::{verify, VerifyOptions, VerifyReport};
 use opx_app::ports::StoreRead;
+use opx_app::replay::{verify, VerifyOptions, VerifyReport};
 
 /// Runs the replay verification over `store`.
 pub async fn run_verify<S: StoreRead>(store: &S) -> anyhow::Result<VerifyReport> {
@@ -14,7 +14,10 @@ pub fn report_line(report: &VerifyReport) -> String {
     let pending = if report.pending.is_empty() {
         String::new()
     } else {
-        format!("; {} work item(s) pending (run `opx resume`)", report.pending.len())
+        format!(
+            "; {} work item(s) pending (run `opx resume`)",
+            report.pending.len()
+        )
     };
     if report.ok() {
         format!(
@@ -35,7 +38,10 @@ pub fn report_line(report: &VerifyReport) -> String {
             "replay FAILED: {} divergence(s); first divergent stream {} event {}: {first}{pending}",
             report.divergences_total,
             report.first_divergent_stream.as_deref().unwrap_or("-"),
-            report.first_divergent_sequence.map(|sequence| sequence.to_string()).unwrap_or_else(|| "-".to_owned()),
+            report
+                .first_divergent_sequence
+                .map(|sequence| sequence.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
         )
     }
 }
@@ -47,7 +53,10 @@ pub async fn replay_verify(global: &GlobalArgs) -> anyhow::Result<u8> {
     let report = run_verify(&store).await?;
     store.close()?;
     if global.json {
-        println!("{}", serde_json::to_string(&serde_json::json!({ "ok": report.ok(), "report": report }))?);
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({ "ok": report.ok(), "report": report }))?
+        );
     } else {
         println!("{}", report_line(&report));
         for divergence in report.divergences.iter().skip(1).take(9) {

@@ -338,6 +338,33 @@ impl EvidenceBundle {
         hasher.finish()
     }
 
+    /// Rebuilds the bundle an assessment saw from its recorded member ids and truncation
+    /// flag: `candidates` may be a superset (the detections of both windows); only the
+    /// recorded members are kept. Used by the promote stage and by replay, so both decide
+    /// on exactly the bundle that was assessed.
+    pub fn as_recorded(
+        key: CorrelationKey,
+        window_start: EpochMs,
+        window_ms: WindowMs,
+        candidates: impl IntoIterator<Item = Detection>,
+        member_ids: &[DetectionId],
+        truncated: bool,
+    ) -> EvidenceBundle {
+        let wanted: std::collections::BTreeSet<&DetectionId> = member_ids.iter().collect();
+        let members = candidates.into_iter().filter(|detection| wanted.contains(&detection.id));
+        let mut bundle = EvidenceBundle::for_window(key, window_start, window_ms, members);
+        if truncated && !bundle.truncated {
+            bundle.truncated = true;
+            bundle.content_hash = EvidenceBundle::compute_content_hash(
+                &bundle.group_id,
+                window_ms,
+                true,
+                &bundle.members,
+            );
+        }
+        bundle
+    }
+
     /// The start of the window before this bundle's own.
     pub fn previous_window_start(&self) -> EpochMs {
         previous_window_start(self.window_start, self.window_ms)
