@@ -9,19 +9,63 @@ use proptest::prelude::*;
 
 fn storm() -> Vec<Signal> {
     vec![
-        signal(&native_payload("orders-api-5xx", "ALARM", "2026-11-24T03:00:09.512+0000", "orders", "SEV2")),
-        signal(&native_payload("orders-api-p99", "ALARM", "2026-11-24T03:01:10.000+0000", "orders", "SEV2")),
-        signal(&native_payload("orders-db-cpu", "ALARM", "2026-11-24T03:02:30.000+0000", "orders", "SEV3")),
-        signal(&native_payload("orders-queue", "ALARM", "2026-11-24T03:04:59.999+0000", "orders", "SEV1")),
+        signal(&native_payload(
+            "orders-api-5xx",
+            "ALARM",
+            "2026-11-24T03:00:09.512+0000",
+            "orders",
+            "SEV2",
+        )),
+        signal(&native_payload(
+            "orders-api-p99",
+            "ALARM",
+            "2026-11-24T03:01:10.000+0000",
+            "orders",
+            "SEV2",
+        )),
+        signal(&native_payload(
+            "orders-db-cpu",
+            "ALARM",
+            "2026-11-24T03:02:30.000+0000",
+            "orders",
+            "SEV3",
+        )),
+        signal(&native_payload(
+            "orders-queue",
+            "ALARM",
+            "2026-11-24T03:04:59.999+0000",
+            "orders",
+            "SEV1",
+        )),
         // A lone flapping alarm of another service: never an incident.
-        signal(&native_payload("search-lag", "ALARM", "2026-11-24T03:00:30.000+0000", "search", "SEV1")),
-        signal(&native_payload("search-lag", "OK", "2026-11-24T03:02:00.000+0000", "search", "SEV1")),
-        signal(&native_payload("search-lag", "ALARM", "2026-11-24T03:03:00.000+0000", "search", "SEV1")),
+        signal(&native_payload(
+            "search-lag",
+            "ALARM",
+            "2026-11-24T03:00:30.000+0000",
+            "search",
+            "SEV1",
+        )),
+        signal(&native_payload(
+            "search-lag",
+            "OK",
+            "2026-11-24T03:02:00.000+0000",
+            "search",
+            "SEV1",
+        )),
+        signal(&native_payload(
+            "search-lag",
+            "ALARM",
+            "2026-11-24T03:03:00.000+0000",
+            "search",
+            "SEV1",
+        )),
     ]
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
 }
 
 #[test]
@@ -56,7 +100,13 @@ fn a_twenty_minute_outage_is_one_incident() {
                 ))
             })
             .collect();
-        run(&temp.store, &default_config(), &signals, &[0, 1, 2, 3, 4, 5, 6, 7]).await;
+        run(
+            &temp.store,
+            &default_config(),
+            &signals,
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        )
+        .await;
         let found = incidents(&temp.store).await;
         assert_eq!(found.len(), 1, "{found:#?}");
         assert_eq!(found.values().next().map(|i| i.evidence.len()), Some(8));

@@ -32,7 +32,13 @@ pub fn default_config() -> PipelineConfig {
 }
 
 /// A native opx signal payload.
-pub fn native_payload(alarm: &str, state: &str, time: &str, service: &str, severity: &str) -> String {
+pub fn native_payload(
+    alarm: &str,
+    state: &str,
+    time: &str,
+    service: &str,
+    severity: &str,
+) -> String {
     serde_json::json!({
         "opx_signal_version": 1,
         "alarm": alarm,
@@ -47,7 +53,8 @@ pub fn native_payload(alarm: &str, state: &str, time: &str, service: &str, sever
 
 /// Parses one payload that must yield exactly one signal.
 pub fn signal(payload: &str) -> Signal {
-    let parsed = parse_payload(payload.as_bytes(), &SourceConfig::default()).expect("payload parses");
+    let parsed =
+        parse_payload(payload.as_bytes(), &SourceConfig::default()).expect("payload parses");
     let mut items = parsed.items;
     assert_eq!(items.len(), 1, "one signal per payload");
     items.remove(0).expect("signal is valid")
@@ -55,7 +62,12 @@ pub fn signal(payload: &str) -> Signal {
 
 /// Ingests `signals` in order, draining the pipeline after the indices in `drain_after`
 /// and at the end.
-pub async fn run(store: &SqliteStore, config: &PipelineConfig, signals: &[Signal], drain_after: &[usize]) {
+pub async fn run(
+    store: &SqliteStore,
+    config: &PipelineConfig,
+    signals: &[Signal],
+    drain_after: &[usize],
+) {
     let pipeline = Pipeline::new(store, &NoPublisher, config);
     for (index, signal) in signals.iter().enumerate() {
         pipeline.ingest(signal).await.expect("ingest");
@@ -64,7 +76,11 @@ pub async fn run(store: &SqliteStore, config: &PipelineConfig, signals: &[Signal
         }
     }
     let report = pipeline.drain(u64::MAX).await.expect("drain");
-    assert!(report.left_queued.is_empty(), "nothing left queued: {:?}", report.left_queued);
+    assert!(
+        report.left_queued.is_empty(),
+        "nothing left queued: {:?}",
+        report.left_queued
+    );
 }
 
 /// The incidents in the store, keyed by id, as their canonical JSON.
@@ -72,9 +88,13 @@ pub async fn incidents(store: &SqliteStore) -> BTreeMap<String, Incident> {
     let mut out = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.list_projections(PROJECTION_INCIDENT, cursor.as_deref(), 100).await.expect("list");
+        let page = store
+            .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), 100)
+            .await
+            .expect("list");
         for projection in page.items {
-            let incident: Incident = serde_json::from_slice(&projection.document).expect("incident decodes");
+            let incident: Incident =
+                serde_json::from_slice(&projection.document).expect("incident decodes");
             out.insert(projection.key, incident);
         }
         match page.next {

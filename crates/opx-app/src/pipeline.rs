@@ -79,7 +79,10 @@ impl PipelineConfig {
             .map_err(|error| PipelineError::Config(format!("rules: {error}")))?;
         let mut rule_files: Vec<RecordedFile> = files
             .into_iter()
-            .map(|file| RecordedFile { path: file.path, text: file.text })
+            .map(|file| RecordedFile {
+                path: file.path,
+                text: file.text,
+            })
             .collect();
         rule_files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(PipelineConfig {
@@ -100,11 +103,20 @@ impl PipelineConfig {
     ) -> Result<PipelineConfig, PipelineError> {
         let files: Vec<RuleFile> = rule_files
             .iter()
-            .map(|file| RuleFile { path: file.path.clone(), text: file.text.clone() })
+            .map(|file| RuleFile {
+                path: file.path.clone(),
+                text: file.text.clone(),
+            })
             .collect();
         let rules = RuleSet::from_files(&files)
             .map_err(|error| PipelineError::Config(format!("rules: {error}")))?;
-        Ok(PipelineConfig { source, rules, rule_files, model, window_ms })
+        Ok(PipelineConfig {
+            source,
+            rules,
+            rule_files,
+            model,
+            window_ms,
+        })
     }
 }
 
@@ -199,7 +211,11 @@ pub struct Pipeline<'a, S: Store, P: Publisher> {
 
 /// The key of the open-incident pointer of an (environment, service).
 pub fn open_incident_key(environment: &str, service: &str) -> String {
-    FieldHasher::new("opx.open-incident-key.v1").str(environment).str(service).finish().to_hex()
+    FieldHasher::new("opx.open-incident-key.v1")
+        .str(environment)
+        .str(service)
+        .finish()
+        .to_hex()
 }
 
 /// The open-incident pointer document.
@@ -260,7 +276,8 @@ impl Appender {
             payload,
             previous,
         );
-        self.heads.insert(stream_id.to_owned(), (event.sequence, event.hash));
+        self.heads
+            .insert(stream_id.to_owned(), (event.sequence, event.hash));
         let pointer = event.pointer();
         self.events.push(event);
         Ok(pointer)
@@ -272,8 +289,14 @@ impl Appender {
         stream_id: &str,
         event: &PipelineEvent,
     ) -> Result<EventPointer, PipelineError> {
-        self.append(store, stream_id, event.event_type(), PIPELINE_SCHEMA_VERSION, event.to_payload())
-            .await
+        self.append(
+            store,
+            stream_id,
+            event.event_type(),
+            PIPELINE_SCHEMA_VERSION,
+            event.to_payload(),
+        )
+        .await
     }
 
     fn head_sequence(&self, stream_id: &str) -> Option<u64> {
@@ -292,7 +315,11 @@ fn is_retryable_conflict(error: &StoreError) -> bool {
 impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     /// A pipeline over `store`, notifying through `publisher`, deciding with `config`.
     pub fn new(store: &'a S, publisher: &'a P, config: &'a PipelineConfig) -> Self {
-        Pipeline { store, publisher, config }
+        Pipeline {
+            store,
+            publisher,
+            config,
+        }
     }
 
     /// The configuration.
@@ -317,7 +344,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let stream_id = signal_stream(&signal.id);
         let key = format!("signal/{}", signal.id);
         let fingerprint = signal.fingerprint();
-        let event = PipelineEvent::SignalAccepted(SignalAccepted { signal: signal.clone() });
+        let event = PipelineEvent::SignalAccepted(SignalAccepted {
+            signal: signal.clone(),
+        });
         let sealed = EventEnvelope::seal(
             &stream_id,
             1,
@@ -334,11 +363,16 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 request_hash: fingerprint,
                 response: to_json(&pointer)?,
             }],
-            work_added: vec![WorkItem { stage: Stage::Detect, input: pointer }],
+            work_added: vec![WorkItem {
+                stage: Stage::Detect,
+                input: pointer,
+            }],
             ..Commit::default()
         };
         match self.commit_and_publish(commit).await {
-            Ok(_) => Ok(IngestOutcome::Accepted { signal_id: signal.id }),
+            Ok(_) => Ok(IngestOutcome::Accepted {
+                signal_id: signal.id,
+            }),
             Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed { existing })) => {
                 Ok(self.classify_redelivery(signal, &existing.request_hash, fingerprint))
             }
@@ -357,11 +391,22 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         }
     }
 
-    fn classify_redelivery(&self, signal: &Signal, recorded: &Digest, offered: Digest) -> IngestOutcome {
+    fn classify_redelivery(
+        &self,
+        signal: &Signal,
+        recorded: &Digest,
+        offered: Digest,
+    ) -> IngestOutcome {
         if *recorded == offered {
-            IngestOutcome::Duplicate { signal_id: signal.id }
+            IngestOutcome::Duplicate {
+                signal_id: signal.id,
+            }
         } else {
-            IngestOutcome::Conflict { signal_id: signal.id, recorded: *recorded, offered }
+            IngestOutcome::Conflict {
+                signal_id: signal.id,
+                recorded: *recorded,
+                offered,
+            }
         }
     }
 
@@ -373,7 +418,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 other => return other,
             }
         }
-        Err(PipelineError::Contended { stage: item.stage.as_str(), input: item.key() })
+        Err(PipelineError::Contended {
+            stage: item.stage.as_str(),
+            input: item.key(),
+        })
     }
 
     /// Drains the work queue: runs pending items, pass after pass, until a pass makes no
@@ -386,7 +434,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             let mut progressed = false;
             let mut cursor: Option<String> = None;
             loop {
-                let page = self.store.pending_work(cursor.as_deref(), DRAIN_PAGE_SIZE).await?;
+                let page = self
+                    .store
+                    .pending_work(cursor.as_deref(), DRAIN_PAGE_SIZE)
+                    .await?;
                 for item in &page.items {
                     if failed.contains(&item.key()) {
                         continue;
@@ -427,7 +478,12 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
 
     async fn attempt(&self, item: &WorkItem) -> Result<StepReport, PipelineError> {
         let input = self.read_pointer(&item.input).await?;
-        let key = format!("stage/{}/{}/{}", item.stage.as_str(), item.input.stream_id, item.input.sequence);
+        let key = format!(
+            "stage/{}/{}/{}",
+            item.stage.as_str(),
+            item.input.stream_id,
+            item.input.sequence
+        );
         if let Some(existing) = self.store.idempotency(&key).await? {
             return self.finish_redelivery(item, &existing).await;
         }
@@ -437,20 +493,26 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let next_stage = match item.stage {
             Stage::Detect => self.detect_step(&input, &mut appender, &mut report).await?,
             Stage::Correlate => {
-                self.correlate_step(&input, &mut appender, &mut commit, &mut report).await?
+                self.correlate_step(&input, &mut appender, &mut commit, &mut report)
+                    .await?
             }
             Stage::Assess => self.assess_step(&input, &mut appender, &mut report).await?,
             Stage::Promote => {
-                self.promote_step(&input, &mut appender, &mut commit, &mut report).await?
+                self.promote_step(&input, &mut appender, &mut commit, &mut report)
+                    .await?
             }
         };
-        let outputs: Vec<EventPointer> = appender.events.iter().map(EventEnvelope::pointer).collect();
+        let outputs: Vec<EventPointer> =
+            appender.events.iter().map(EventEnvelope::pointer).collect();
         if let Some(stage) = next_stage {
             for pointer in &outputs {
                 if pointer.stream_id.starts_with(stage.input_stream_prefix())
                     && stage.consumes(&appender, pointer)
                 {
-                    commit.work_added.push(WorkItem { stage, input: pointer.clone() });
+                    commit.work_added.push(WorkItem {
+                        stage,
+                        input: pointer.clone(),
+                    });
                 }
             }
         }
@@ -485,16 +547,30 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             )));
         }
         self.store
-            .commit(Commit { work_done: vec![item.clone()], ..Commit::default() })
+            .commit(Commit {
+                work_done: vec![item.clone()],
+                ..Commit::default()
+            })
             .await?;
-        Ok(StepReport { already_done: true, ..StepReport::default() })
+        Ok(StepReport {
+            already_done: true,
+            ..StepReport::default()
+        })
     }
 
     /// Reads the event a pointer names and checks its hash.
-    pub async fn read_pointer(&self, pointer: &EventPointer) -> Result<EventEnvelope, PipelineError> {
-        let mut events = self.store.read_stream(&pointer.stream_id, pointer.sequence, 1).await?;
+    pub async fn read_pointer(
+        &self,
+        pointer: &EventPointer,
+    ) -> Result<EventEnvelope, PipelineError> {
+        let mut events = self
+            .store
+            .read_stream(&pointer.stream_id, pointer.sequence, 1)
+            .await?;
         match events.pop() {
-            Some(event) if event.sequence == pointer.sequence && event.hash == pointer.hash => Ok(event),
+            Some(event) if event.sequence == pointer.sequence && event.hash == pointer.hash => {
+                Ok(event)
+            }
             Some(event) => Err(PipelineError::Corrupt(format!(
                 "{}#{} hashes to {} but the pointer says {}",
                 pointer.stream_id, pointer.sequence, event.hash, pointer.hash
@@ -507,21 +583,26 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     }
 
     fn decode(event: &EventEnvelope) -> Result<PipelineEvent, PipelineError> {
-        PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload).map_err(
-            |error| PipelineError::Corrupt(format!("{}#{}: {error}", event.stream_id, event.sequence)),
-        )
+        PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
+            .map_err(|error| {
+                PipelineError::Corrupt(format!("{}#{}: {error}", event.stream_id, event.sequence))
+            })
     }
 
     /// Adds the rule set's `RuleSetRecorded` to the commit if the store does not hold it.
     async fn record_rules_if_missing(&self, appender: &mut Appender) -> Result<(), PipelineError> {
         let hash = self.config.rules.hash();
         let stream_id = ruleset_stream(&hash);
-        if appender.head_sequence(&stream_id).is_none() && self.store.stream_head(&stream_id).await?.is_none() {
+        if appender.head_sequence(&stream_id).is_none()
+            && self.store.stream_head(&stream_id).await?.is_none()
+        {
             let event = PipelineEvent::RuleSetRecorded(RuleSetRecorded {
                 hash,
                 files: self.config.rule_files.clone(),
             });
-            appender.append_pipeline(self.store, &stream_id, &event).await?;
+            appender
+                .append_pipeline(self.store, &stream_id, &event)
+                .await?;
         }
         Ok(())
     }
@@ -529,12 +610,16 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     async fn record_model_if_missing(&self, appender: &mut Appender) -> Result<(), PipelineError> {
         let hash = self.config.model.hash();
         let stream_id = model_stream(&hash);
-        if appender.head_sequence(&stream_id).is_none() && self.store.stream_head(&stream_id).await?.is_none() {
+        if appender.head_sequence(&stream_id).is_none()
+            && self.store.stream_head(&stream_id).await?.is_none()
+        {
             let event = PipelineEvent::ConfidenceModelRecorded(ConfidenceModelRecorded {
                 hash,
                 model: self.config.model.clone(),
             });
-            appender.append_pipeline(self.store, &stream_id, &event).await?;
+            appender
+                .append_pipeline(self.store, &stream_id, &event)
+                .await?;
         }
         Ok(())
     }
@@ -546,7 +631,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         report: &mut StepReport,
     ) -> Result<Option<Stage>, PipelineError> {
         let PipelineEvent::SignalAccepted(accepted) = Self::decode(input)? else {
-            return Err(PipelineError::Corrupt(format!("detect got {}", input.event_type)));
+            return Err(PipelineError::Corrupt(format!(
+                "detect got {}",
+                input.event_type
+            )));
         };
         self.record_rules_if_missing(appender).await?;
         let outcome = detect(&self.config.rules, &accepted.signal);
@@ -568,7 +656,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }) => Some(Stage::Correlate),
             _ => None,
         };
-        appender.append_pipeline(self.store, &input.stream_id, &event).await?;
+        appender
+            .append_pipeline(self.store, &input.stream_id, &event)
+            .await?;
         Ok(next)
     }
 
@@ -580,7 +670,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         report: &mut StepReport,
     ) -> Result<Option<Stage>, PipelineError> {
         let PipelineEvent::SignalEvaluated(evaluated) = Self::decode(input)? else {
-            return Err(PipelineError::Corrupt(format!("correlate got {}", input.event_type)));
+            return Err(PipelineError::Corrupt(format!(
+                "correlate got {}",
+                input.event_type
+            )));
         };
         match evaluated.outcome {
             DetectionOutcome::Detected(detection) => {
@@ -592,13 +685,16 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     window_start: start,
                     window_ms: window_ms.get(),
                 });
-                appender.append_pipeline(self.store, &group_stream(&group), &event).await?;
+                appender
+                    .append_pipeline(self.store, &group_stream(&group), &event)
+                    .await?;
                 Ok(Some(Stage::Assess))
             }
             DetectionOutcome::NotDetected(NotDetectedReason::Recovery) => {
                 let signal = self.read_signal(&evaluated.signal_id).await?;
-                if let Some((pointer, _)) =
-                    self.open_incident(&signal.environment, &signal.service).await?
+                if let Some((pointer, _)) = self
+                    .open_incident(&signal.environment, &signal.service)
+                    .await?
                 {
                     let command = IncidentCommand::RecordRecovery {
                         signal_id: signal.id,
@@ -606,7 +702,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                         alarm_name: signal.alarm_name.clone(),
                         event_time: signal.event_time,
                     };
-                    if self.apply_incident_command(&pointer.incident_id, &command, appender, commit).await? {
+                    if self
+                        .apply_incident_command(&pointer.incident_id, &command, appender, commit)
+                        .await?
+                    {
                         report.incidents_updated.push(pointer.incident_id);
                     }
                 }
@@ -621,7 +720,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let events = self.store.read_stream(&stream_id, 1, 1).await?;
         match events.first().map(Self::decode).transpose()? {
             Some(PipelineEvent::SignalAccepted(accepted)) => Ok(accepted.signal),
-            _ => Err(PipelineError::Corrupt(format!("{stream_id} does not start with SignalAccepted"))),
+            _ => Err(PipelineError::Corrupt(format!(
+                "{stream_id} does not start with SignalAccepted"
+            ))),
         }
     }
 
@@ -632,7 +733,11 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         service: &str,
     ) -> Result<Option<(OpenIncidentPointer, u64)>, PipelineError> {
         let key = open_incident_key(environment, service);
-        match self.store.projection(PROJECTION_OPEN_INCIDENT, &key).await? {
+        match self
+            .store
+            .projection(PROJECTION_OPEN_INCIDENT, &key)
+            .await?
+        {
             Some(projection) => Ok(Some((
                 from_json("open-incident pointer", &projection.document)?,
                 projection.version,
@@ -642,7 +747,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     }
 
     /// Reads and folds an incident's stream.
-    pub async fn load_incident(&self, incident_id: &IncidentId) -> Result<Option<Incident>, PipelineError> {
+    pub async fn load_incident(
+        &self,
+        incident_id: &IncidentId,
+    ) -> Result<Option<Incident>, PipelineError> {
         let stream_id = incident::stream_id(incident_id);
         let events = read_all(self.store, &stream_id, INCIDENT_EVENTS_READ_MAX).await?;
         incident::fold_envelopes(&events)
@@ -668,14 +776,17 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             return Ok(false);
         }
         for event in &new_events {
-            self.append_incident_event(&stream_id, event, appender).await?;
+            self.append_incident_event(&stream_id, event, appender)
+                .await?;
             state = Some(
                 incident::apply(state, event)
                     .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?,
             );
         }
         let Some(state) = state else {
-            return Err(PipelineError::Corrupt(format!("{stream_id}: no state after decide")));
+            return Err(PipelineError::Corrupt(format!(
+                "{stream_id}: no state after decide"
+            )));
         };
         let version = appender.head_sequence(&stream_id).unwrap_or_default();
         commit.projections.push(ProjectionChange::Put {
@@ -700,7 +811,13 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             .to_payload()
             .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?;
         appender
-            .append(self.store, stream_id, event.event_type(), event.schema_version(), payload)
+            .append(
+                self.store,
+                stream_id,
+                event.event_type(),
+                event.schema_version(),
+                payload,
+            )
             .await?;
         Ok(())
     }
@@ -731,8 +848,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     ) -> Result<(Vec<Detection>, bool), PipelineError> {
         let own = self.group_detections(key, window).await?;
         let own_is_empty = own.is_empty();
-        let mut candidates =
-            self.group_detections(key, previous_window_start(window, self.config.window_ms)).await?;
+        let mut candidates = self
+            .group_detections(key, previous_window_start(window, self.config.window_ms))
+            .await?;
         candidates.extend(own);
         Ok((candidates, own_is_empty))
     }
@@ -744,7 +862,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         _report: &mut StepReport,
     ) -> Result<Option<Stage>, PipelineError> {
         let PipelineEvent::DetectionCorrelated(correlated) = Self::decode(input)? else {
-            return Err(PipelineError::Corrupt(format!("assess got {}", input.event_type)));
+            return Err(PipelineError::Corrupt(format!(
+                "assess got {}",
+                input.event_type
+            )));
         };
         self.record_model_if_missing(appender).await?;
         let window_ms = self.config.window_ms;
@@ -768,16 +889,23 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 model_hash: self.config.model.hash(),
                 assessment,
             });
-            appender.append_pipeline(self.store, &group_stream(&bundle.group_id), &event).await?;
+            appender
+                .append_pipeline(self.store, &group_stream(&bundle.group_id), &event)
+                .await?;
         }
         Ok(Some(Stage::Promote))
     }
 
     /// Rebuilds the bundle an assessment saw from its recorded member ids.
-    pub async fn bundle_as_assessed(&self, assessed: &ConfidenceAssessed) -> Result<EvidenceBundle, PipelineError> {
+    pub async fn bundle_as_assessed(
+        &self,
+        assessed: &ConfidenceAssessed,
+    ) -> Result<EvidenceBundle, PipelineError> {
         let window_ms = WindowMs::new(assessed.window_ms)
             .map_err(|error| PipelineError::Corrupt(format!("recorded window: {error}")))?;
-        let (candidates, _) = self.bundle_candidates(&assessed.key, assessed.window_start).await?;
+        let (candidates, _) = self
+            .bundle_candidates(&assessed.key, assessed.window_start)
+            .await?;
         Ok(EvidenceBundle::as_recorded(
             assessed.key.clone(),
             assessed.window_start,
@@ -788,11 +916,19 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         ))
     }
 
-    async fn group_generation(&self, group: &GroupId) -> Result<(GroupGeneration, Option<u64>), PipelineError> {
-        match self.store.projection(PROJECTION_GROUP_GENERATION, &group.to_string()).await? {
-            Some(projection) => {
-                Ok((from_json("group generation", &projection.document)?, Some(projection.version)))
-            }
+    async fn group_generation(
+        &self,
+        group: &GroupId,
+    ) -> Result<(GroupGeneration, Option<u64>), PipelineError> {
+        match self
+            .store
+            .projection(PROJECTION_GROUP_GENERATION, &group.to_string())
+            .await?
+        {
+            Some(projection) => Ok((
+                from_json("group generation", &projection.document)?,
+                Some(projection.version),
+            )),
             None => Ok((GroupGeneration::default(), None)),
         }
     }
@@ -805,20 +941,30 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         report: &mut StepReport,
     ) -> Result<Option<Stage>, PipelineError> {
         let PipelineEvent::ConfidenceAssessed(assessed) = Self::decode(input)? else {
-            return Err(PipelineError::Corrupt(format!("promote got {}", input.event_type)));
+            return Err(PipelineError::Corrupt(format!(
+                "promote got {}",
+                input.event_type
+            )));
         };
         let bundle = self.bundle_as_assessed(&assessed).await?;
-        let open = self.open_incident(&assessed.key.environment, &assessed.key.service).await?;
+        let open = self
+            .open_incident(&assessed.key.environment, &assessed.key.service)
+            .await?;
         let seen = match &open {
             Some((pointer, _)) => {
-                let incident = self
-                    .load_incident(&pointer.incident_id)
-                    .await?
-                    .ok_or_else(|| PipelineError::Corrupt(format!(
-                        "open-incident pointer names {} which has no events",
-                        pointer.incident_id
-                    )))?;
-                Some(SeenIncident { incident_id: incident.id, state: incident.state })
+                let incident =
+                    self.load_incident(&pointer.incident_id)
+                        .await?
+                        .ok_or_else(|| {
+                            PipelineError::Corrupt(format!(
+                                "open-incident pointer names {} which has no events",
+                                pointer.incident_id
+                            ))
+                        })?;
+                Some(SeenIncident {
+                    incident_id: incident.id,
+                    state: incident.state,
+                })
             }
             None => None,
         };
@@ -842,7 +988,8 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     evidence,
                     decision_hash,
                 };
-                self.apply_incident_command(&incident_id, &command, appender, commit).await?;
+                self.apply_incident_command(&incident_id, &command, appender, commit)
+                    .await?;
                 commit.projections.push(ProjectionChange::Put {
                     projection: Projection {
                         kind: PROJECTION_OPEN_INCIDENT.to_owned(),
@@ -859,8 +1006,14 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 report.incidents_opened.push(incident_id);
             }
             (Outcome::Attach, Some(incident_id)) => {
-                let command = IncidentCommand::AttachEvidence { evidence, decision_hash };
-                if self.apply_incident_command(&incident_id, &command, appender, commit).await? {
+                let command = IncidentCommand::AttachEvidence {
+                    evidence,
+                    decision_hash,
+                };
+                if self
+                    .apply_incident_command(&incident_id, &command, appender, commit)
+                    .await?
+                {
                     report.incidents_updated.push(incident_id);
                 }
             }
@@ -870,7 +1023,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             assessment_event: input.pointer(),
             decision,
         }));
-        appender.append_pipeline(self.store, &input.stream_id, &event).await?;
+        appender
+            .append_pipeline(self.store, &input.stream_id, &event)
+            .await?;
         Ok(None)
     }
 
@@ -887,7 +1042,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 other => return other,
             }
         }
-        Err(PipelineError::Contended { stage: "incident", input: incident_id.to_string() })
+        Err(PipelineError::Contended {
+            stage: "incident",
+            input: incident_id.to_string(),
+        })
     }
 
     async fn attempt_human(
@@ -901,12 +1059,17 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             .ok_or_else(|| PipelineError::IncidentNotFound(incident_id.to_string()))?;
         let mut appender = Appender::default();
         let mut commit = Commit::default();
-        self.apply_incident_command(incident_id, command, &mut appender, &mut commit).await?;
+        self.apply_incident_command(incident_id, command, &mut appender, &mut commit)
+            .await?;
         let stream_id = incident::stream_id(incident_id);
         let mut after = Some(before.clone());
         for event in &appender.events {
-            let decoded = IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
-                .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?;
+            let decoded = IncidentEvent::from_payload(
+                &event.event_type,
+                event.schema_version,
+                &event.payload,
+            )
+            .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?;
             after = Some(
                 incident::apply(after, &decoded)
                     .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?,
@@ -915,7 +1078,10 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let after = after.unwrap_or(before.clone());
         if before.state != IncidentState::Closed && after.state == IncidentState::Closed {
             let key = open_incident_key(&after.environment, &after.service);
-            if let Some((pointer, version)) = self.open_incident(&after.environment, &after.service).await? {
+            if let Some((pointer, version)) = self
+                .open_incident(&after.environment, &after.service)
+                .await?
+            {
                 if pointer.incident_id == after.id {
                     commit.projections.push(ProjectionChange::Delete {
                         kind: PROJECTION_OPEN_INCIDENT.to_owned(),
@@ -930,7 +1096,9 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     kind: PROJECTION_GROUP_GENERATION.to_owned(),
                     key: after.group_id.to_string(),
                     version: version.unwrap_or_default() + 1,
-                    document: to_json(&GroupGeneration { closed: generation.closed + 1 })?,
+                    document: to_json(&GroupGeneration {
+                        closed: generation.closed + 1,
+                    })?,
                 },
                 expected_version: version,
             });
@@ -992,7 +1160,9 @@ pub async fn read_all<S: crate::ports::StoreRead>(
     let mut events: Vec<EventEnvelope> = Vec::new();
     loop {
         let from = events.last().map_or(1, |event| event.sequence + 1);
-        let page = store.read_stream(stream_id, from, READ_PAGE_SIZE_MAX).await?;
+        let page = store
+            .read_stream(stream_id, from, READ_PAGE_SIZE_MAX)
+            .await?;
         let done = page.len() < READ_PAGE_SIZE_MAX;
         events.extend(page);
         if events.len() > events_max {

@@ -36,7 +36,12 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 4] = [Stage::Detect, Stage::Correlate, Stage::Assess, Stage::Promote];
+    pub const ALL: [Stage; 4] = [
+        Stage::Detect,
+        Stage::Correlate,
+        Stage::Assess,
+        Stage::Promote,
+    ];
 
     /// The stage's name as stored and logged.
     pub fn as_str(self) -> &'static str {
@@ -68,7 +73,12 @@ pub struct WorkItem {
 impl WorkItem {
     /// The work item's unique key: `stage/stream/sequence`.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.stage.as_str(), self.input.stream_id, self.input.sequence)
+        format!(
+            "{}/{}/{}",
+            self.stage.as_str(),
+            self.input.stream_id,
+            self.input.sequence
+        )
     }
 }
 

@@ -351,7 +351,9 @@ impl EvidenceBundle {
         truncated: bool,
     ) -> EvidenceBundle {
         let wanted: std::collections::BTreeSet<&DetectionId> = member_ids.iter().collect();
-        let members = candidates.into_iter().filter(|detection| wanted.contains(&detection.id));
+        let members = candidates
+            .into_iter()
+            .filter(|detection| wanted.contains(&detection.id));
         let mut bundle = EvidenceBundle::for_window(key, window_start, window_ms, members);
         if truncated && !bundle.truncated {
             bundle.truncated = true;

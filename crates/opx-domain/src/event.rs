@@ -61,13 +61,32 @@ impl EventEnvelope {
     ) -> EventEnvelope {
         let stream_id = stream_id.into();
         let event_type = event_type.into();
-        let hash = event_hash(&stream_id, sequence, &event_type, schema_version, &payload, &previous_hash);
-        EventEnvelope { stream_id, sequence, event_type, schema_version, payload, previous_hash, hash }
+        let hash = event_hash(
+            &stream_id,
+            sequence,
+            &event_type,
+            schema_version,
+            &payload,
+            &previous_hash,
+        );
+        EventEnvelope {
+            stream_id,
+            sequence,
+            event_type,
+            schema_version,
+            payload,
+            previous_hash,
+            hash,
+        }
     }
 
     /// The pointer to this event.
     pub fn pointer(&self) -> EventPointer {
-        EventPointer { stream_id: self.stream_id.clone(), sequence: self.sequence, hash: self.hash }
+        EventPointer {
+            stream_id: self.stream_id.clone(),
+            sequence: self.sequence,
+            hash: self.hash,
+        }
     }
 
     /// Recomputes the hash from the stored fields.
@@ -178,7 +197,11 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// Starts verifying `stream_id` from its first event.
     pub fn new(stream_id: impl Into<String>) -> ChainVerifier {
-        ChainVerifier { stream_id: stream_id.into(), next_sequence: 1, previous_hash: Digest::ZERO }
+        ChainVerifier {
+            stream_id: stream_id.into(),
+            next_sequence: 1,
+            previous_hash: Digest::ZERO,
+        }
     }
 
     /// Checks the next event in order.
@@ -266,7 +289,14 @@ mod tests {
         let mut previous = Digest::ZERO;
         let mut out = Vec::new();
         for (i, payload) in payloads.iter().enumerate() {
-            let event = EventEnvelope::seal(stream, i as u64 + 1, "Tested", 1, payload.as_bytes().to_vec(), previous);
+            let event = EventEnvelope::seal(
+                stream,
+                i as u64 + 1,
+                "Tested",
+                1,
+                payload.as_bytes().to_vec(),
+                previous,
+            );
             previous = event.hash;
             out.push(event);
         }
@@ -284,10 +314,19 @@ mod tests {
     fn removal_swap_and_foreign_events_are_named() {
         let events = chain("s", &["1", "2", "3"]);
         let removed = vec![events[0].clone(), events[2].clone()];
-        assert_eq!(verify_stream("s", &removed).map_err(|e| e.sequence()), Err(2));
+        assert_eq!(
+            verify_stream("s", &removed).map_err(|e| e.sequence()),
+            Err(2)
+        );
         let swapped = vec![events[1].clone(), events[0].clone(), events[2].clone()];
-        assert_eq!(verify_stream("s", &swapped).map_err(|e| e.sequence()), Err(1));
-        assert!(matches!(verify_stream("t", &events), Err(ChainError::WrongStream { .. })));
+        assert_eq!(
+            verify_stream("s", &swapped).map_err(|e| e.sequence()),
+            Err(1)
+        );
+        assert!(matches!(
+            verify_stream("t", &events),
+            Err(ChainError::WrongStream { .. })
+        ));
     }
 
     #[test]

@@ -79,8 +79,9 @@ impl Serialize for Digest {
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters (a SHA-256 digest)"))
+        Digest::from_hex(&text).ok_or_else(|| {
+            serde::de::Error::custom("expected 64 hex characters (a SHA-256 digest)")
+        })
     }
 }
 
@@ -148,7 +149,10 @@ mod tests {
     fn hex_round_trips() {
         let digest = Digest::of_bytes(b"opx");
         assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
-        assert_eq!(Digest::from_hex(&digest.to_hex().to_uppercase()), Some(digest));
+        assert_eq!(
+            Digest::from_hex(&digest.to_hex().to_uppercase()),
+            Some(digest)
+        );
         assert_eq!(Digest::from_hex("abc"), None);
         assert_eq!(Digest::from_hex(&"g".repeat(64)), None);
     }

@@ -293,8 +293,14 @@ mod tests {
     #[test]
     fn stream_kinds_are_recognised_by_prefix_and_digest() {
         let digest = Digest::of_bytes(b"x");
-        assert_eq!(StreamKind::of(&format!("group:{digest}")), Some(StreamKind::Group));
-        assert_eq!(StreamKind::of(&format!("incident:{digest}")), Some(StreamKind::Incident));
+        assert_eq!(
+            StreamKind::of(&format!("group:{digest}")),
+            Some(StreamKind::Group)
+        );
+        assert_eq!(
+            StreamKind::of(&format!("incident:{digest}")),
+            Some(StreamKind::Incident)
+        );
         assert_eq!(StreamKind::of("group:nothex"), None);
         assert_eq!(StreamKind::of(&format!("other:{digest}")), None);
     }
@@ -303,10 +309,16 @@ mod tests {
     fn payloads_round_trip_and_unknown_versions_are_refused() {
         let event = PipelineEvent::RuleSetRecorded(RuleSetRecorded {
             hash: Digest::of_bytes(b"r"),
-            files: vec![RecordedFile { path: "a.yaml".into(), text: "rules: []".into() }],
+            files: vec![RecordedFile {
+                path: "a.yaml".into(),
+                text: "rules: []".into(),
+            }],
         });
         let bytes = event.to_payload();
-        assert_eq!(PipelineEvent::from_payload("RuleSetRecorded", 1, &bytes), Ok(event));
+        assert_eq!(
+            PipelineEvent::from_payload("RuleSetRecorded", 1, &bytes),
+            Ok(event)
+        );
         assert!(matches!(
             PipelineEvent::from_payload("RuleSetRecorded", 2, &bytes),
             Err(RecordError::UnsupportedSchema { found: 2, .. })

@@ -43,7 +43,12 @@ pub enum Severity {
 
 impl Severity {
     /// All severities, worst first.
-    pub const ALL: [Severity; 4] = [Severity::Sev1, Severity::Sev2, Severity::Sev3, Severity::Sev4];
+    pub const ALL: [Severity; 4] = [
+        Severity::Sev1,
+        Severity::Sev2,
+        Severity::Sev3,
+        Severity::Sev4,
+    ];
 
     /// The exact text used in every output: `SEV1` … `SEV4`.
     pub fn as_str(self) -> &'static str {
@@ -76,7 +81,9 @@ impl FromStr for Severity {
             "SEV2" => Ok(Severity::Sev2),
             "SEV3" => Ok(Severity::Sev3),
             "SEV4" => Ok(Severity::Sev4),
-            _ => Err(format!("expected one of SEV1, SEV2, SEV3, SEV4, got {text:?}")),
+            _ => Err(format!(
+                "expected one of SEV1, SEV2, SEV3, SEV4, got {text:?}"
+            )),
         }
     }
 }
@@ -243,7 +250,10 @@ mod tests {
         assert!(Severity::Sev1 < Severity::Sev4);
         assert!(Severity::Sev1.at_least(Severity::Sev2));
         assert!(!Severity::Sev3.at_least(Severity::Sev2));
-        assert_eq!(serde_json::to_string(&Severity::Sev2).ok().as_deref(), Some("\"SEV2\""));
+        assert_eq!(
+            serde_json::to_string(&Severity::Sev2).ok().as_deref(),
+            Some("\"SEV2\"")
+        );
         assert_eq!("sev3".parse::<Severity>(), Ok(Severity::Sev3));
         assert!("SEV5".parse::<Severity>().is_err());
     }

@@ -120,7 +120,10 @@ fn parse_timestamp(text: &str) -> Result<EpochMs, TimestampError> {
                         (a.is_ascii_digit() && b.is_ascii_digit())
                             .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
                     };
-                    (two(*h1, *h2).ok_or_else(malformed)?, two(*m1, *m2).ok_or_else(malformed)?)
+                    (
+                        two(*h1, *h2).ok_or_else(malformed)?,
+                        two(*m1, *m2).ok_or_else(malformed)?,
+                    )
                 }
                 _ => return Err(malformed()),
             };
@@ -145,11 +148,7 @@ fn parse_timestamp(text: &str) -> Result<EpochMs, TimestampError> {
         return Err(out_of_range());
     }
     let days = days_from_civil(year, month, day);
-    let ms = days * 86_400_000
-        + hour * 3_600_000
-        + minute * 60_000
-        + second * 1000
-        + millis
+    let ms = days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis
         - offset_minutes * 60_000;
     Ok(EpochMs(ms))
 }
@@ -193,7 +192,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -233,7 +236,10 @@ mod tests {
             "2026/11/24T03:00:09Z",
             "２026-11-24T03:00:09Z",
         ] {
-            assert!(matches!(EpochMs::parse(text), Err(TimestampError::Malformed(_))), "{text}");
+            assert!(
+                matches!(EpochMs::parse(text), Err(TimestampError::Malformed(_))),
+                "{text}"
+            );
         }
         for text in [
             "2026-13-01T00:00:00Z",
@@ -244,7 +250,10 @@ mod tests {
             "0000-01-01T00:00:00Z",
             "2026-11-24T00:00:00+2400",
         ] {
-            assert!(matches!(EpochMs::parse(text), Err(TimestampError::OutOfRange(_))), "{text}");
+            assert!(
+                matches!(EpochMs::parse(text), Err(TimestampError::OutOfRange(_))),
+                "{text}"
+            );
         }
     }
 

@@ -79,8 +79,14 @@ const FORBIDDEN_CRATES: &[(&str, &str)] = &[
     ("uuid", "random ids: ids are derived with SHA-256"),
     ("chrono", "clock access: time enters as data (EpochMs)"),
     ("aws-config", "AWS SDK: only adapter crates talk to AWS"),
-    ("aws-sdk-dynamodb", "AWS SDK: only adapter crates talk to AWS"),
-    ("aws-sdk-eventbridge", "AWS SDK: only adapter crates talk to AWS"),
+    (
+        "aws-sdk-dynamodb",
+        "AWS SDK: only adapter crates talk to AWS",
+    ),
+    (
+        "aws-sdk-eventbridge",
+        "AWS SDK: only adapter crates talk to AWS",
+    ),
     ("rusqlite", "storage: only adapter crates do I/O"),
     ("hyper", "network I/O: only adapter crates do I/O"),
     ("reqwest", "network I/O: only adapter crates do I/O"),
@@ -95,8 +101,13 @@ fn domain_dependency_closure() -> BTreeSet<String> {
         .arg(&manifest)
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("metadata is JSON");
 
     let mut names_by_id = BTreeMap::new();
     for package in metadata["packages"].as_array().expect("packages") {
@@ -106,16 +117,21 @@ fn domain_dependency_closure() -> BTreeSet<String> {
         );
     }
     let mut normal_deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in metadata["resolve"]["nodes"].as_array().expect("resolve nodes") {
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .expect("resolve nodes")
+    {
         let id = node["id"].as_str().expect("node id").to_string();
         let deps = node["deps"]
             .as_array()
             .expect("deps")
             .iter()
             .filter(|dep| {
-                dep["dep_kinds"].as_array().expect("dep_kinds").iter().any(|kind| {
-                    kind["kind"].is_null() || kind["kind"].as_str() == Some("build")
-                })
+                dep["dep_kinds"]
+                    .as_array()
+                    .expect("dep_kinds")
+                    .iter()
+                    .any(|kind| kind["kind"].is_null() || kind["kind"].as_str() == Some("build"))
             })
             .map(|dep| dep["pkg"].as_str().expect("pkg").to_string())
             .collect();
@@ -140,10 +156,15 @@ fn domain_dependency_closure() -> BTreeSet<String> {
 fn dependency_closure_has_no_clock_randomness_or_io() {
     let closure = domain_dependency_closure();
     for (name, why) in FORBIDDEN_CRATES {
-        assert!(!closure.contains(*name), "opx-domain depends on {name}: {why}");
+        assert!(
+            !closure.contains(*name),
+            "opx-domain depends on {name}: {why}"
+        );
     }
-    let unreviewed: Vec<&String> =
-        closure.iter().filter(|name| !ALLOWED_CRATES.contains(&name.as_str())).collect();
+    let unreviewed: Vec<&String> = closure
+        .iter()
+        .filter(|name| !ALLOWED_CRATES.contains(&name.as_str()))
+        .collect();
     assert!(
         unreviewed.is_empty(),
         "opx-domain's dependency closure gained {unreviewed:?}; review each for clocks, \
@@ -189,12 +210,20 @@ fn sources_have_no_impure_tokens() {
             }
             for (token, why) in FORBIDDEN_TOKENS {
                 if contains_token(code, token) {
-                    offences.push(format!("{}:{}: `{token}` ({why})", path.display(), number + 1));
+                    offences.push(format!(
+                        "{}:{}: `{token}` ({why})",
+                        path.display(),
+                        number + 1
+                    ));
                 }
             }
         }
     }
-    assert!(offences.is_empty(), "impure code in opx-domain:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "impure code in opx-domain:\n{}",
+        offences.join("\n")
+    );
 }
 
 /// Whether `token` occurs in `code` not as part of a longer identifier.
@@ -224,5 +253,8 @@ fn canonical_json_sorts_map_keys() {
     // If any crate in the workspace turns on serde_json's `preserve_order` feature, maps
     // serialise in insertion order and stored bytes would depend on how they were built.
     let value: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":2}"#).expect("json");
-    assert_eq!(serde_json::to_string(&value).expect("serialises"), r#"{"a":2,"b":1}"#);
+    assert_eq!(
+        serde_json::to_string(&value).expect("serialises"),
+        r#"{"a":2,"b":1}"#
+    );
 }
