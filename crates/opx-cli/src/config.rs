@@ -2,39 +2,13 @@
 
 use crate::UsageError;
 use opx_app::pipeline::PipelineConfig;
-use opx_domain::rules::{RuleFile, RULE_FILES_PER_SET_MAX};
+use opx_domain::rules::{RuleFile, RuleSet, RULE_FILES_PER_SET_MAX};
 use std::path::Path;
 
-/// The default rule files, compiled in so the binary runs from any directory. The paths
-/// are the ones the domain crate records for its default rule set, so both hash alike.
-const DEFAULT_RULE_FILES: [(&str, &str); 4] = [
-    (
-        "rules/alertmanager.yaml",
-        include_str!("../../../rules/alertmanager.yaml"),
-    ),
-    (
-        "rules/cloudwatch.yaml",
-        include_str!("../../../rules/cloudwatch.yaml"),
-    ),
-    (
-        "rules/native.yaml",
-        include_str!("../../../rules/native.yaml"),
-    ),
-    (
-        "rules/silences.yaml",
-        include_str!("../../../rules/silences.yaml"),
-    ),
-];
-
-/// The built-in rule files.
+/// The built-in rule files: the domain crate's default rule set, compiled in so the binary
+/// runs from any directory.
 pub fn default_rule_files() -> Vec<RuleFile> {
-    DEFAULT_RULE_FILES
-        .iter()
-        .map(|(path, text)| RuleFile {
-            path: (*path).to_owned(),
-            text: (*text).to_owned(),
-        })
-        .collect()
+    RuleSet::default_rule_files()
 }
 
 /// The configuration every stage decides with: the rules of `rules_dir` (its `*.yaml` and
