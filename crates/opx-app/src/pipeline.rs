@@ -207,6 +207,8 @@ pub struct Pipeline<'a, S: Store, P: Publisher> {
     store: &'a S,
     publisher: &'a P,
     config: &'a PipelineConfig,
+    /// Content-addressed streams (rule set, model) known to be in the store.
+    recorded_streams: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// The key of the open-incident pointer of an (environment, service).
@@ -319,6 +321,7 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             store,
             publisher,
             config,
+            recorded_streams: std::sync::Mutex::default(),
         }
     }
 
@@ -592,36 +595,55 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
     /// Adds the rule set's `RuleSetRecorded` to the commit if the store does not hold it.
     async fn record_rules_if_missing(&self, appender: &mut Appender) -> Result<(), PipelineError> {
         let hash = self.config.rules.hash();
-        let stream_id = ruleset_stream(&hash);
-        if appender.head_sequence(&stream_id).is_none()
-            && self.store.stream_head(&stream_id).await?.is_none()
-        {
-            let event = PipelineEvent::RuleSetRecorded(RuleSetRecorded {
+        self.record_once(appender, ruleset_stream(&hash), || {
+            PipelineEvent::RuleSetRecorded(RuleSetRecorded {
                 hash,
                 files: self.config.rule_files.clone(),
-            });
-            appender
-                .append_pipeline(self.store, &stream_id, &event)
-                .await?;
+            })
+        })
+        .await
+    }
+
+    /// Adds the model's `ConfidenceModelRecorded` to the commit if the store does not hold it.
+    async fn record_model_if_missing(&self, appender: &mut Appender) -> Result<(), PipelineError> {
+        let hash = self.config.model.hash();
+        self.record_once(appender, model_stream(&hash), || {
+            PipelineEvent::ConfidenceModelRecorded(ConfidenceModelRecorded {
+                hash,
+                model: self.config.model.clone(),
+            })
+        })
+        .await
+    }
+
+    /// Appends the one event of a content-addressed stream unless this commit or the store
+    /// already holds it. A stream once seen in the store is remembered, so steady-state
+    /// steps do not re-read its head.
+    async fn record_once(
+        &self,
+        appender: &mut Appender,
+        stream_id: String,
+        event: impl FnOnce() -> PipelineEvent,
+    ) -> Result<(), PipelineError> {
+        if self.known_recorded(&stream_id) || appender.head_sequence(&stream_id).is_some() {
+            return Ok(());
         }
+        if self.store.stream_head(&stream_id).await?.is_some() {
+            if let Ok(mut known) = self.recorded_streams.lock() {
+                known.insert(stream_id);
+            }
+            return Ok(());
+        }
+        appender
+            .append_pipeline(self.store, &stream_id, &event())
+            .await?;
         Ok(())
     }
 
-    async fn record_model_if_missing(&self, appender: &mut Appender) -> Result<(), PipelineError> {
-        let hash = self.config.model.hash();
-        let stream_id = model_stream(&hash);
-        if appender.head_sequence(&stream_id).is_none()
-            && self.store.stream_head(&stream_id).await?.is_none()
-        {
-            let event = PipelineEvent::ConfidenceModelRecorded(ConfidenceModelRecorded {
-                hash,
-                model: self.config.model.clone(),
-            });
-            appender
-                .append_pipeline(self.store, &stream_id, &event)
-                .await?;
-        }
-        Ok(())
+    fn known_recorded(&self, stream_id: &str) -> bool {
+        self.recorded_streams
+            .lock()
+            .is_ok_and(|known| known.contains(stream_id))
     }
 
     async fn detect_step(
