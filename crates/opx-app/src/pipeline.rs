@@ -148,6 +148,12 @@ pub enum PipelineError {
     /// No such incident.
     #[error("no incident {0}")]
     IncidentNotFound(String),
+    /// A human request reused an idempotency key for a different request.
+    #[error("idempotency key {key} was already used for a different request; use a new key for a new action")]
+    RequestKeyReused {
+        /// The key.
+        key: String,
+    },
 }
 
 impl PipelineError {
@@ -1058,10 +1064,42 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         incident_id: &IncidentId,
         command: &IncidentCommand,
     ) -> Result<Incident, PipelineError> {
+        match self.execute_human_once(incident_id, command, None).await? {
+            HumanOutcome::Applied(incident) => Ok(incident),
+            HumanOutcome::Repeated { incident, .. } => Ok(incident),
+        }
+    }
+
+    /// Like [`Pipeline::execute_human`], but at most once per `request.key`: the idempotency
+    /// record (holding the resulting incident) is written in the same commit as the
+    /// action's events. A retry with the same key and hash gets the recorded result without
+    /// acting again; the same key with another hash is [`PipelineError::RequestKeyReused`].
+    pub async fn execute_human_once(
+        &self,
+        incident_id: &IncidentId,
+        command: &IncidentCommand,
+        request: Option<&HumanRequest>,
+    ) -> Result<HumanOutcome, PipelineError> {
         for _ in 0..STEP_ATTEMPTS_MAX {
-            match self.attempt_human(incident_id, command).await {
+            if let Some(request) = request {
+                if let Some(existing) = self.store.idempotency(&request.key).await? {
+                    return Self::repeated(request, &existing);
+                }
+            }
+            match self.attempt_human(incident_id, command, request).await {
                 Err(PipelineError::Store(error)) if is_retryable_conflict(&error) => continue,
-                other => return other,
+                Err(PipelineError::Store(StoreError::Conflict(Conflict::IdempotencyKeyUsed {
+                    existing,
+                }))) => {
+                    if let Some(request) = request {
+                        return Self::repeated(request, &existing);
+                    }
+                    return Err(PipelineError::Corrupt(format!(
+                        "a human action without a key met idempotency record {}",
+                        existing.key
+                    )));
+                }
+                other => return other.map(HumanOutcome::Applied),
             }
         }
         Err(PipelineError::Contended {
@@ -1070,10 +1108,25 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         })
     }
 
+    fn repeated(
+        request: &HumanRequest,
+        existing: &IdempotencyRecord,
+    ) -> Result<HumanOutcome, PipelineError> {
+        if existing.request_hash != request.request_hash {
+            return Err(PipelineError::RequestKeyReused {
+                key: request.key.clone(),
+            });
+        }
+        Ok(HumanOutcome::Repeated {
+            incident: from_json("recorded human response", &existing.response)?,
+        })
+    }
+
     async fn attempt_human(
         &self,
         incident_id: &IncidentId,
         command: &IncidentCommand,
+        request: Option<&HumanRequest>,
     ) -> Result<Incident, PipelineError> {
         let before = self
             .load_incident(incident_id)
@@ -1126,11 +1179,39 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             });
         }
         commit.events = appender.events;
-        if !commit.events.is_empty() {
+        if let Some(request) = request {
+            commit.idempotency.push(IdempotencyRecord {
+                key: request.key.clone(),
+                request_hash: request.request_hash,
+                response: to_json(&after)?,
+            });
+        }
+        if !commit.events.is_empty() || !commit.idempotency.is_empty() {
             self.commit_and_publish(commit).await?;
         }
         Ok(after)
     }
+}
+
+/// The identity of a human request, for at-most-once execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HumanRequest {
+    /// The idempotency key, scoped by the caller, e.g. `api/<principal>/<client key>`.
+    pub key: String,
+    /// Hash of the request's canonical content (incident, command, body).
+    pub request_hash: Digest,
+}
+
+/// What a human request did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HumanOutcome {
+    /// The action was applied now; the incident after it.
+    Applied(Incident),
+    /// The same request was applied before; the incident as recorded then.
+    Repeated {
+        /// The incident as it was right after the first execution.
+        incident: Incident,
+    },
 }
 
 impl Stage {
