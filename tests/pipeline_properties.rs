@@ -37,6 +37,23 @@ fn storm() -> Vec<Signal> {
             "orders",
             "SEV1",
         )),
+        // The 5xx alarm recovers after the storm: recorded on the incident whatever the
+        // processing order.
+        signal(&native_payload(
+            "orders-api-5xx",
+            "OK",
+            "2026-11-24T03:06:00.000+0000",
+            "orders",
+            "SEV2",
+        )),
+        // An earlier episode's recovery: before the alarm went bad, so it does not belong.
+        signal(&native_payload(
+            "orders-db-cpu",
+            "OK",
+            "2026-11-24T02:50:00.000+0000",
+            "orders",
+            "SEV3",
+        )),
         // A lone flapping alarm of another service: never an incident.
         signal(&native_payload(
             "search-lag",
@@ -81,6 +98,12 @@ fn a_storm_is_one_incident_and_a_flapping_alarm_is_none() {
         assert_eq!(incident.evidence.len(), 4);
         assert_eq!(incident.severity.as_str(), "SEV1");
         assert_eq!(incident.opened_at.to_rfc3339(), "2026-11-24T03:00:09.512Z");
+        let recovered: Vec<&str> = incident
+            .recoveries
+            .values()
+            .map(|recovery| recovery.alarm.as_str())
+            .collect();
+        assert_eq!(recovered, ["orders-api-5xx"]);
     });
 }
 
@@ -118,9 +141,9 @@ proptest! {
 
     #[test]
     fn duplicates_order_and_batching_do_not_change_incidents(
-        order in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
-        duplicates in proptest::collection::vec(0..7usize, 0..6),
-        drain_after in proptest::collection::vec(0..13usize, 0..5),
+        order in Just((0..9usize).collect::<Vec<_>>()).prop_shuffle(),
+        duplicates in proptest::collection::vec(0..9usize, 0..6),
+        drain_after in proptest::collection::vec(0..15usize, 0..6),
     ) {
         let storm = storm();
         let reference = runtime().block_on(async {

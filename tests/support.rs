@@ -81,6 +81,14 @@ pub async fn run(
         "nothing left queued: {:?}",
         report.left_queued
     );
+    let verified = opx_app::replay::verify(store, &opx_app::replay::VerifyOptions::default())
+        .await
+        .expect("verify reads the store");
+    assert!(
+        verified.divergences.is_empty(),
+        "the store verifies after the run: {:#?}",
+        verified.divergences
+    );
 }
 
 /// The incidents in the store, keyed by id, as their canonical JSON.

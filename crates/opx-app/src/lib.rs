@@ -6,4 +6,5 @@
 pub mod conformance;
 pub mod pipeline;
 pub mod ports;
+pub mod recovery;
 pub mod replay;

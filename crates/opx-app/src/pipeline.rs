@@ -11,6 +11,9 @@ use crate::ports::{
     Commit, Conflict, IdempotencyRecord, Projection, ProjectionChange, Publisher, Stage, Store,
     StoreError, WorkItem, READ_PAGE_SIZE_MAX,
 };
+use crate::recovery::{
+    service_recoveries_key, RecoverySeen, ServiceRecoveries, PROJECTION_SERVICE_RECOVERIES,
+};
 use opx_domain::confidence::{assess, ConfidenceModel};
 use opx_domain::correlation::{
     previous_window_start, window_start, windows_to_evaluate, CorrelationKey, EvidenceBundle,
@@ -720,18 +723,26 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }
             DetectionOutcome::NotDetected(NotDetectedReason::Recovery) => {
                 let signal = self.read_signal(&evaluated.signal_id).await?;
+                let recoveries = self
+                    .remember_recovery(
+                        &signal.environment,
+                        &signal.service,
+                        Some(RecoverySeen::of(&signal)),
+                        commit,
+                    )
+                    .await?;
                 if let Some((pointer, _)) = self
                     .open_incident(&signal.environment, &signal.service)
                     .await?
                 {
-                    let command = IncidentCommand::RecordRecovery {
-                        signal_id: signal.id,
-                        alarm: signal.alarm.clone(),
-                        alarm_name: signal.alarm_name.clone(),
-                        event_time: signal.event_time,
-                    };
                     if self
-                        .apply_incident_command(&pointer.incident_id, &command, appender, commit)
+                        .apply_incident_command(
+                            &pointer.incident_id,
+                            None,
+                            Some(&recoveries),
+                            appender,
+                            commit,
+                        )
                         .await?
                     {
                         report.incidents_updated.push(pointer.incident_id);
@@ -741,6 +752,43 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }
             DetectionOutcome::NotDetected(_) => Ok(None),
         }
+    }
+
+    /// Reads the recoveries seen for a service, adds `recovery`, and writes the document
+    /// back with a version guard (also when nothing changed: the guard is what makes a
+    /// concurrent recovery and promotion see each other; see [`crate::recovery`]).
+    async fn remember_recovery(
+        &self,
+        environment: &str,
+        service: &str,
+        recovery: Option<RecoverySeen>,
+        commit: &mut Commit,
+    ) -> Result<ServiceRecoveries, PipelineError> {
+        let key = service_recoveries_key(environment, service);
+        let stored = self
+            .store
+            .projection(PROJECTION_SERVICE_RECOVERIES, &key)
+            .await?;
+        let (mut recoveries, version) = match stored {
+            Some(projection) => (
+                from_json::<ServiceRecoveries>("service recoveries", &projection.document)?,
+                Some(projection.version),
+            ),
+            None => (ServiceRecoveries::default(), None),
+        };
+        if let Some(recovery) = recovery {
+            recoveries.insert(recovery);
+        }
+        commit.projections.push(ProjectionChange::Put {
+            projection: Projection {
+                kind: PROJECTION_SERVICE_RECOVERIES.to_owned(),
+                key,
+                version: version.unwrap_or_default() + 1,
+                document: to_json(&recoveries)?,
+            },
+            expected_version: version,
+        });
+        Ok(recoveries)
     }
 
     async fn read_signal(&self, signal_id: &SignalId) -> Result<Signal, PipelineError> {
@@ -785,12 +833,14 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))
     }
 
-    /// Decides `command` on the incident, appends its events and updates the incident
-    /// projection. Returns whether anything changed.
+    /// Decides `command` on the incident, then records every recovery in `recoveries` that
+    /// now belongs on it, appends the events and updates the incident projection. Returns
+    /// whether anything changed.
     async fn apply_incident_command(
         &self,
         incident_id: &IncidentId,
-        command: &IncidentCommand,
+        command: Option<&IncidentCommand>,
+        recoveries: Option<&ServiceRecoveries>,
         appender: &mut Appender,
         commit: &mut Commit,
     ) -> Result<bool, PipelineError> {
@@ -799,17 +849,27 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let mut state = incident::fold_envelopes(&events)
             .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?;
         let previous_version = events.last().map(|event| event.sequence);
-        let new_events = incident::decide(state.as_ref(), command)?;
-        if new_events.is_empty() {
-            return Ok(false);
-        }
-        for event in &new_events {
-            self.append_incident_event(&stream_id, event, appender)
+        let mut changed = false;
+        if let Some(command) = command {
+            changed |= self
+                .decide_and_append(&stream_id, &mut state, command, appender)
                 .await?;
-            state = Some(
-                incident::apply(state, event)
-                    .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?,
-            );
+        }
+        if let (Some(recoveries), Some(current)) = (recoveries, state.clone()) {
+            for recovery in recoveries.belonging_to(&current) {
+                let command = IncidentCommand::RecordRecovery {
+                    signal_id: recovery.signal_id,
+                    alarm: recovery.alarm.clone(),
+                    alarm_name: recovery.alarm_name.clone(),
+                    event_time: recovery.event_time,
+                };
+                changed |= self
+                    .decide_and_append(&stream_id, &mut state, &command, appender)
+                    .await?;
+            }
+        }
+        if !changed {
+            return Ok(false);
         }
         let Some(state) = state else {
             return Err(PipelineError::Corrupt(format!(
@@ -827,6 +887,27 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             expected_version: previous_version,
         });
         Ok(true)
+    }
+
+    /// Decides `command` on `state`, appends the resulting events and folds them into
+    /// `state`. Returns whether there were any.
+    async fn decide_and_append(
+        &self,
+        stream_id: &str,
+        state: &mut Option<Incident>,
+        command: &IncidentCommand,
+        appender: &mut Appender,
+    ) -> Result<bool, PipelineError> {
+        let events = incident::decide(state.as_ref(), command)?;
+        for event in &events {
+            self.append_incident_event(stream_id, event, appender)
+                .await?;
+            *state = Some(
+                incident::apply(state.take(), event)
+                    .map_err(|error| PipelineError::Corrupt(format!("{stream_id}: {error}")))?,
+            );
+        }
+        Ok(!events.is_empty())
     }
 
     async fn append_incident_event(
@@ -1016,8 +1097,17 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     evidence,
                     decision_hash,
                 };
-                self.apply_incident_command(&incident_id, &command, appender, commit)
+                let recoveries = self
+                    .remember_recovery(&bundle.key.environment, &bundle.key.service, None, commit)
                     .await?;
+                self.apply_incident_command(
+                    &incident_id,
+                    Some(&command),
+                    Some(&recoveries),
+                    appender,
+                    commit,
+                )
+                .await?;
                 commit.projections.push(ProjectionChange::Put {
                     projection: Projection {
                         kind: PROJECTION_OPEN_INCIDENT.to_owned(),
@@ -1038,8 +1128,17 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     evidence,
                     decision_hash,
                 };
+                let recoveries = self
+                    .remember_recovery(&bundle.key.environment, &bundle.key.service, None, commit)
+                    .await?;
                 if self
-                    .apply_incident_command(&incident_id, &command, appender, commit)
+                    .apply_incident_command(
+                        &incident_id,
+                        Some(&command),
+                        Some(&recoveries),
+                        appender,
+                        commit,
+                    )
                     .await?
                 {
                     report.incidents_updated.push(incident_id);
@@ -1134,7 +1233,7 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             .ok_or_else(|| PipelineError::IncidentNotFound(incident_id.to_string()))?;
         let mut appender = Appender::default();
         let mut commit = Commit::default();
-        self.apply_incident_command(incident_id, command, &mut appender, &mut commit)
+        self.apply_incident_command(incident_id, Some(command), None, &mut appender, &mut commit)
             .await?;
         let stream_id = incident::stream_id(incident_id);
         let mut after = Some(before.clone());

@@ -36,11 +36,14 @@ use crate::pipeline::{
 use crate::ports::{
     IdempotencyRecord, Projection, Stage, StoreError, StoreRead, WorkItem, READ_PAGE_SIZE_MAX,
 };
+use crate::recovery::{
+    service_recoveries_key, RecoverySeen, ServiceRecoveries, PROJECTION_SERVICE_RECOVERIES,
+};
 use opx_domain::confidence::{assess, ConfidenceModel};
 use opx_domain::correlation::{
     previous_window_start, window_start, CorrelationKey, EvidenceBundle, GroupId, WindowMs,
 };
-use opx_domain::detection::{detect, Detection, DetectionId, DetectionOutcome};
+use opx_domain::detection::{detect, Detection, DetectionId, DetectionOutcome, NotDetectedReason};
 use opx_domain::event::{ChainError, ChainVerifier, EventEnvelope, EventPointer};
 use opx_domain::hash::Digest;
 use opx_domain::incident::{self, Incident, IncidentEvent, IncidentId, IncidentState};
@@ -241,6 +244,7 @@ pub async fn verify<S: StoreRead>(
         rulesets: BTreeMap::new(),
         models: BTreeMap::new(),
         closed_per_group: BTreeMap::new(),
+        recoveries_per_service: BTreeMap::new(),
     };
     verifier.load_pending().await?;
     verifier.check_streams().await?;
@@ -278,6 +282,8 @@ struct Verifier<'a, S: StoreRead> {
     models: BTreeMap<Digest, Loaded<ConfidenceModel>>,
     /// CLOSED incidents per group, rebuilt from incident streams.
     closed_per_group: BTreeMap<GroupId, u32>,
+    /// Recoveries seen per service, rebuilt from evaluated signals.
+    recoveries_per_service: BTreeMap<String, ServiceRecoveries>,
 }
 
 /// Builds a [`Divergence`] without the noise of `Some(...)` at every call site.
@@ -983,6 +989,19 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             &evaluated.outcome,
             "re-running detection on the recorded signal with the recorded rule set gives another outcome",
         );
+        let correlate = WorkItem {
+            stage: Stage::Correlate,
+            input: event.pointer(),
+        };
+        // A recovery whose correlate step is still queued is not in the projection yet.
+        if evaluated.outcome == DetectionOutcome::NotDetected(NotDetectedReason::Recovery)
+            && !self.pending_keys.contains(&correlate.key())
+        {
+            self.recoveries_per_service
+                .entry(service_recoveries_key(&signal.environment, &signal.service))
+                .or_default()
+                .insert(RecoverySeen::of(signal));
+        }
         Ok(())
     }
 
@@ -1443,11 +1462,88 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             );
             return Ok(false);
         }
-        if let IncidentEvent::IncidentOpened(opened) = &decoded {
-            self.check_opened_by_promotion(event, opened).await?;
+        match &decoded {
+            IncidentEvent::IncidentOpened(opened) => {
+                self.check_opened_by_promotion(event, opened).await?;
+            }
+            IncidentEvent::RecoveryRecorded(recovery) => {
+                self.check_recovery(event, &next, recovery).await?;
+            }
+            _ => {}
         }
         *state = Some(next);
         Ok(true)
+    }
+
+    /// A recorded recovery must be an accepted recovery signal of the incident's service
+    /// that belongs on it ([`Incident::is_recovered_by`]).
+    async fn check_recovery(
+        &mut self,
+        event: &EventEnvelope,
+        incident: &Incident,
+        recovery: &incident::RecoveryRecorded,
+    ) -> Result<(), StoreError> {
+        let at = || At::event(&event.stream_id, event.sequence);
+        self.report.decisions_rederived += 1;
+        let stream_id = signal_stream(&recovery.signal_id);
+        let events = self.store.read_stream(&stream_id, 1, 2).await?;
+        let accepted = events
+            .first()
+            .and_then(|first| match decode_pipeline(first) {
+                Ok(PipelineEvent::SignalAccepted(accepted)) => Some(accepted.signal),
+                _ => None,
+            });
+        let evaluated_recovery = events.get(1).is_some_and(|second| {
+            matches!(
+                decode_pipeline(second),
+                Ok(PipelineEvent::SignalEvaluated(SignalEvaluated {
+                    outcome: DetectionOutcome::NotDetected(NotDetectedReason::Recovery),
+                    ..
+                }))
+            )
+        });
+        let Some(signal) = accepted.filter(|_| evaluated_recovery) else {
+            self.diverge(
+                at(),
+                DivergenceKind::DecisionMismatch,
+                Some("signal_id".to_owned()),
+                format!("{stream_id} holding a signal evaluated as a recovery"),
+                "(absent, or not evaluated as a recovery)",
+                "the incident records a recovery that no recovery signal accounts for",
+            );
+            return Ok(());
+        };
+        let seen = RecoverySeen::of(&signal);
+        let recorded = RecoverySeen {
+            event_time: recovery.event_time,
+            signal_id: recovery.signal_id,
+            alarm: recovery.alarm.clone(),
+            alarm_name: recovery.alarm_name.clone(),
+        };
+        self.check_equal(
+            at(),
+            DivergenceKind::DecisionMismatch,
+            "recovery",
+            &seen,
+            &recorded,
+            "the recorded recovery differs from the recovery signal it names",
+        );
+        let same_service =
+            signal.environment == incident.environment && signal.service == incident.service;
+        if !same_service || !incident.is_recovered_by(&recovery.alarm, recovery.event_time) {
+            self.diverge(
+                at(),
+                DivergenceKind::DecisionMismatch,
+                Some("alarm".to_owned()),
+                "a recovery of an evidence alarm of this service, no earlier than its detection",
+                format!(
+                    "{} of {}/{} at {}",
+                    recovery.alarm, signal.environment, signal.service, recovery.event_time.0
+                ),
+                "the incident records a recovery that does not belong on it",
+            );
+        }
+        Ok(())
     }
 
     /// Finds the PROMOTE decision that opened the incident in its group's stream.
@@ -1602,6 +1698,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
 
     /// Stored projections without a rebuilt one, and group generations.
     async fn check_stored_projections(&mut self) -> Result<(), StoreError> {
+        self.check_service_recoveries().await?;
         // incident/<id>: the incident's stream must exist.
         let mut cursor: Option<String> = None;
         loop {
@@ -1698,6 +1795,52 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                     .with_record(format!("{PROJECTION_GROUP_GENERATION}/{group}")),
                 &document,
                 u64::from(closed),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    /// service_recoveries/<key>: exactly the recoveries of the evaluated signals. Only the
+    /// document is compared: its version also counts the promotions that guarded on it.
+    async fn check_service_recoveries(&mut self) -> Result<(), StoreError> {
+        let mut rebuilt = std::mem::take(&mut self.recoveries_per_service);
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_projections(
+                    PROJECTION_SERVICE_RECOVERIES,
+                    cursor.as_deref(),
+                    LIST_PAGE_SIZE,
+                )
+                .await?;
+            for projection in &page.items {
+                self.report.projections_checked += 1;
+                let record = format!("{PROJECTION_SERVICE_RECOVERIES}/{}", projection.key);
+                // A promotion guards on the document before any recovery was seen, so an
+                // empty document without a rebuilt one is expected.
+                let expected = rebuilt.remove(&projection.key).unwrap_or_default();
+                let document = serde_json::to_vec(&expected).unwrap_or_default();
+                self.compare_projection(
+                    At::record(record),
+                    &document,
+                    projection.version,
+                    Some(projection),
+                );
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for (key, recoveries) in rebuilt {
+            self.report.projections_checked += 1;
+            let document = serde_json::to_vec(&recoveries).unwrap_or_default();
+            self.compare_projection(
+                At::record(format!("{PROJECTION_SERVICE_RECOVERIES}/{key}")),
+                &document,
+                0,
                 None,
             );
         }

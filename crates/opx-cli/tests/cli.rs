@@ -38,7 +38,8 @@ fn code(output: &Output) -> i32 {
 }
 
 /// The incidents as `(id, severity, state, evidence_count)`, sorted.
-fn incidents(store: &Path) -> Vec<(String, String, String, u64)> {
+/// Each incident as (id, severity, state, evidence count, recovery count).
+fn incidents(store: &Path) -> Vec<(String, String, String, u64, u64)> {
     let output = opx(store, &["incidents", "--json"]);
     assert_eq!(code(&output), 0, "incidents: {}", stderr(&output));
     let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).expect("a JSON array");
@@ -50,6 +51,7 @@ fn incidents(store: &Path) -> Vec<(String, String, String, u64)> {
                 row["severity"].as_str().unwrap().to_owned(),
                 row["state"].as_str().unwrap().to_owned(),
                 row["evidence_count"].as_u64().unwrap(),
+                row["recovery_count"].as_u64().unwrap(),
             )
         })
         .collect();

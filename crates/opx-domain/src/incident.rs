@@ -1142,6 +1142,15 @@ impl Incident {
     pub fn stream_id(&self) -> String {
         stream_id(&self.id)
     }
+
+    /// Whether a recovery of `alarm` at `event_time` belongs on this incident: its kept
+    /// evidence holds that alarm going bad no later than it recovered. A recovery from an
+    /// earlier episode of the alarm, or of an alarm that is not evidence, does not.
+    pub fn is_recovered_by(&self, alarm: &str, event_time: EpochMs) -> bool {
+        self.evidence
+            .values()
+            .any(|item| item.alarm == alarm && item.event_time <= event_time)
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ const ALLOWED_CRATES: &[&str] = &[
     "cpufeatures",
     "libc",
     "cfg-if",
+    // Constant-time comparison, pulled into `digest` by feature unification when a
+    // workspace crate uses HMAC (the API's SigV4 check); no clock, randomness or I/O.
+    "subtle",
     // errors
     "thiserror",
     "thiserror-impl",

@@ -285,21 +285,24 @@ async fn a_clean_store_verifies_with_the_expected_counts() {
         report.idempotency_checked,
         count("SELECT count(*) FROM idempotency")
     );
-    // Every SignalEvaluated, DetectionCorrelated, ConfidenceAssessed and PromotionDecided.
+    // Every SignalEvaluated, DetectionCorrelated, ConfidenceAssessed, PromotionDecided and
+    // RecoveryRecorded.
     assert_eq!(
         report.decisions_rederived,
         count(
             "SELECT count(*) FROM events WHERE event_type IN \
-             ('SignalEvaluated', 'DetectionCorrelated', 'ConfidenceAssessed', 'PromotionDecided')"
+             ('SignalEvaluated', 'DetectionCorrelated', 'ConfidenceAssessed', 'PromotionDecided', \
+             'RecoveryRecorded')"
         )
     );
     assert!(
         report.decisions_rederived > 8,
         "eight signals were evaluated, and more was decided"
     );
-    // Two incident projections, the orders open pointer, the checkout group generation.
-    assert_eq!(report.projections_checked, 4);
-    assert_eq!(count("SELECT count(*) FROM projections"), 4);
+    // Two incident projections, the orders open pointer, the checkout group generation,
+    // and the recoveries seen of the two services (promotions guard on them too).
+    assert_eq!(report.projections_checked, 6);
+    assert_eq!(count("SELECT count(*) FROM projections"), 6);
 }
 
 #[tokio::test]
