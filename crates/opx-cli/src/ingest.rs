@@ -18,8 +18,46 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, IsTerminal};
 
-/// How often (in payloads) the progress line on a terminal is refreshed.
-pub const PROGRESS_EVERY_PAYLOADS: u64 = 500;
+/// How often (in payloads) the progress bar on a terminal is refreshed.
+pub const PROGRESS_EVERY_PAYLOADS: u64 = 200;
+/// Width of the progress bar, in characters between the brackets.
+pub const PROGRESS_BAR_WIDTH: usize = 30;
+
+/// The progress bar drawn on a terminal: `name [=====>    ]  42%  1234 payloads` when the
+/// input's size is known (a file), `name  1234 payloads` otherwise (stdin, a pipe).
+pub fn progress_bar(
+    name: &str,
+    bytes_done: u64,
+    bytes_total: Option<u64>,
+    payloads: u64,
+) -> String {
+    match bytes_total {
+        Some(total) if total > 0 => {
+            let done = bytes_done.min(total);
+            let percent = done.saturating_mul(100) / total;
+            let width = PROGRESS_BAR_WIDTH as u64;
+            let filled = usize::try_from(done.saturating_mul(width) / total).unwrap_or(0);
+            let mut bar = "=".repeat(filled);
+            if filled < PROGRESS_BAR_WIDTH {
+                bar.push('>');
+            }
+            format!("{name} [{bar:<PROGRESS_BAR_WIDTH$}] {percent:>3}%  {payloads} payloads")
+        }
+        _ => format!("{name}  {payloads} payloads"),
+    }
+}
+
+/// The size of a named input, when it is a regular file.
+#[allow(clippy::disallowed_methods)]
+fn input_len(name: &str) -> Option<u64> {
+    if name == "-" {
+        return None;
+    }
+    std::fs::metadata(name)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|metadata| metadata.len())
+}
 
 /// How many times recording one signal is tried when the store is busy.
 pub const INGEST_ATTEMPTS_MAX: u32 = 5;
@@ -297,13 +335,20 @@ pub async fn run<S: Store>(
     let progress = std::io::stderr().is_terminal();
     for name in inputs {
         let mut reader = PayloadReader::new(open_input(name)?);
+        let bytes_total = input_len(name);
+        // Payload bytes only (separators are not counted): the bar under-reads slightly.
+        let mut bytes_done: u64 = 0;
         while let Some(raw) = reader
             .next_payload()
             .map_err(|error| anyhow::anyhow!("reading {name}: {error}"))?
         {
             ingestor.payload(name, &raw).await?;
+            bytes_done = bytes_done.saturating_add(raw.len as u64);
             if progress && raw.index % PROGRESS_EVERY_PAYLOADS == 0 {
-                eprint!("\r{name}: {} payloads…", raw.index);
+                eprint!(
+                    "\r\x1b[2K{}",
+                    progress_bar(name, bytes_done, bytes_total, raw.index)
+                );
             }
         }
         if progress {
@@ -399,4 +444,38 @@ fn print_summary(summary: &IngestSummary, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_bytes_read() {
+        let empty = progress_bar("a.ndjson", 0, Some(1000), 0);
+        assert_eq!(
+            empty,
+            format!(
+                "a.ndjson [>{}]   0%  0 payloads",
+                " ".repeat(PROGRESS_BAR_WIDTH - 1)
+            )
+        );
+        let half = progress_bar("a.ndjson", 500, Some(1000), 7);
+        assert!(half.contains(&"=".repeat(PROGRESS_BAR_WIDTH / 2)), "{half}");
+        assert!(half.ends_with(" 50%  7 payloads"), "{half}");
+        let full = progress_bar("a.ndjson", 2000, Some(1000), 9);
+        assert_eq!(
+            full,
+            format!(
+                "a.ndjson [{}] 100%  9 payloads",
+                "=".repeat(PROGRESS_BAR_WIDTH)
+            )
+        );
+    }
+
+    #[test]
+    fn without_a_size_the_bar_is_a_count() {
+        assert_eq!(progress_bar("-", 10, None, 3), "-  3 payloads");
+        assert_eq!(progress_bar("-", 10, Some(0), 3), "-  3 payloads");
+    }
 }
