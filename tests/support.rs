@@ -1,6 +1,9 @@
 //! Shared helpers for the scenario tests: a fresh SQLite store, real-shaped payloads, and
 //! a canonical summary of the incidents a run produced.
 
+#[path = "faults.rs"]
+pub mod faults;
+
 use opx_app::pipeline::{Pipeline, PipelineConfig, PROJECTION_INCIDENT};
 use opx_app::ports::{NoPublisher, StoreRead};
 use opx_domain::incident::Incident;
@@ -110,4 +113,79 @@ pub async fn incidents(store: &SqliteStore) -> BTreeMap<String, Incident> {
             None => return out,
         }
     }
+}
+
+/// A storm of four orders alarms (one incident), the recovery of one of them, an earlier
+/// episode's recovery that does not belong, and a lone flapping alarm of another service
+/// (never an incident).
+pub fn storm() -> Vec<Signal> {
+    vec![
+        signal(&native_payload(
+            "orders-api-5xx",
+            "ALARM",
+            "2026-11-24T03:00:09.512+0000",
+            "orders",
+            "SEV2",
+        )),
+        signal(&native_payload(
+            "orders-api-p99",
+            "ALARM",
+            "2026-11-24T03:01:10.000+0000",
+            "orders",
+            "SEV2",
+        )),
+        signal(&native_payload(
+            "orders-db-cpu",
+            "ALARM",
+            "2026-11-24T03:02:30.000+0000",
+            "orders",
+            "SEV3",
+        )),
+        signal(&native_payload(
+            "orders-queue",
+            "ALARM",
+            "2026-11-24T03:04:59.999+0000",
+            "orders",
+            "SEV1",
+        )),
+        // The 5xx alarm recovers after the storm: recorded on the incident whatever the
+        // processing order.
+        signal(&native_payload(
+            "orders-api-5xx",
+            "OK",
+            "2026-11-24T03:06:00.000+0000",
+            "orders",
+            "SEV2",
+        )),
+        // An earlier episode's recovery: before the alarm went bad, so it does not belong.
+        signal(&native_payload(
+            "orders-db-cpu",
+            "OK",
+            "2026-11-24T02:50:00.000+0000",
+            "orders",
+            "SEV3",
+        )),
+        // A lone flapping alarm of another service: never an incident.
+        signal(&native_payload(
+            "search-lag",
+            "ALARM",
+            "2026-11-24T03:00:30.000+0000",
+            "search",
+            "SEV1",
+        )),
+        signal(&native_payload(
+            "search-lag",
+            "OK",
+            "2026-11-24T03:02:00.000+0000",
+            "search",
+            "SEV1",
+        )),
+        signal(&native_payload(
+            "search-lag",
+            "ALARM",
+            "2026-11-24T03:03:00.000+0000",
+            "search",
+            "SEV1",
+        )),
+    ]
 }

@@ -394,6 +394,14 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                     Some(existing) => {
                         Ok(self.classify_redelivery(signal, &existing.request_hash, fingerprint))
                     }
+                    // The stream is not there either: the conflict came from the backend
+                    // (e.g. a transaction conflict), not from a stored signal. Retry.
+                    None if self.store.stream_head(&stream_id).await?.is_none() => {
+                        Err(PipelineError::Contended {
+                            stage: "ingest",
+                            input: stream_id,
+                        })
+                    }
                     None => Err(PipelineError::Corrupt(format!(
                         "{stream_id} exists without its idempotency record {key}"
                     ))),
