@@ -476,42 +476,7 @@ fn generated_storm(services: usize) -> String {
     out
 }
 
-#[test]
-fn a_killed_ingest_converges_when_run_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = write(dir.path(), "storm.ndjson", &generated_storm(60));
-    let reference_store = dir.path().join("reference.db");
-    assert_eq!(
-        code(&opx(&reference_store, &["ingest", input.to_str().unwrap()])),
-        0
-    );
-    let reference = incidents(&reference_store);
-    assert_eq!(reference.len(), 60);
-
-    let store = dir.path().join("killed.db");
-    for delay_ms in [30u64, 120, 250, 400] {
-        let mut child = opx_command(&store)
-            .args(["ingest", input.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        // SIGKILL on Unix: no destructor, no checkpoint, no flush.
-        let _ = child.kill();
-        let _ = child.wait();
-        let check = opx(&store, &["replay", "verify"]);
-        assert_eq!(
-            code(&check),
-            0,
-            "after a kill at {delay_ms} ms: {}",
-            stdout(&check)
-        );
-    }
-    assert_eq!(code(&opx(&store, &["ingest", input.to_str().unwrap()])), 0);
-    assert_eq!(incidents(&store), reference);
-    assert_replay_verifies(&store);
-}
+// Killing `opx ingest` and `opx resume` fifty times: tests/kill.rs.
 
 #[test]
 fn concurrent_ingests_of_the_same_input_give_the_same_incidents_as_one() {
