@@ -1,0 +1,240 @@
+import { CfnOutput, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import { ACCESS_LEVELS, AccessLevel } from './config';
+import { acknowledgeWildcardResources } from './nag';
+
+/** One route of the incident API. */
+export interface ApiRoute {
+  /** HTTP method. */
+  readonly method: 'GET' | 'POST';
+  /** Resource path as API Gateway declares it (`{id}` for the incident id). */
+  readonly path: string;
+  /** Access levels allowed to call it (`execute-api:Invoke`). */
+  readonly levels: readonly AccessLevel[];
+  /** Whether API Gateway checks the body is a JSON object before invoking the function. */
+  readonly jsonObjectBody: boolean;
+}
+
+const READ: readonly AccessLevel[] = ['reader', 'responder', 'approver'];
+const RESPOND: readonly AccessLevel[] = ['responder', 'approver'];
+
+/**
+ * Every route, and who may call it. Approvers hold the responder routes: the extra power of an
+ * approver (closing, for example) is decided inside the API from the role map, because IAM
+ * cannot see the body of `POST /incidents/{id}/transitions`.
+ */
+export const API_ROUTES: readonly ApiRoute[] = [
+  { method: 'GET', path: '/incidents', levels: READ, jsonObjectBody: false },
+  { method: 'GET', path: '/incidents/{id}', levels: READ, jsonObjectBody: false },
+  { method: 'GET', path: '/incidents/{id}/timeline', levels: READ, jsonObjectBody: false },
+  { method: 'GET', path: '/incidents/{id}/evidence', levels: READ, jsonObjectBody: false },
+  { method: 'GET', path: '/incidents/{id}/replay', levels: READ, jsonObjectBody: false },
+  { method: 'POST', path: '/incidents/{id}/transitions', levels: RESPOND, jsonObjectBody: true },
+  { method: 'POST', path: '/incidents/{id}/notes', levels: RESPOND, jsonObjectBody: true },
+  { method: 'POST', path: '/incidents/{id}/assignee', levels: RESPOND, jsonObjectBody: true },
+  { method: 'POST', path: '/incidents/{id}/severity', levels: RESPOND, jsonObjectBody: true },
+  // Signals come as a single payload, an array or an Alertmanager webhook: the function
+  // validates them (and records rejects), so API Gateway does not constrain the body.
+  { method: 'POST', path: '/signals', levels: ['ingester'], jsonObjectBody: false },
+];
+
+/** The deployed stage name; part of every `execute-api` ARN. */
+export const API_STAGE_NAME = 'v1';
+
+/** The IAM resource path of a route: path parameters become `*`. */
+export function routeArnPath(route: ApiRoute): string {
+  return route.path.replace(/\{[^}]+\}/g, '*');
+}
+
+/** Props of {@link IncidentApi}. */
+export interface IncidentApiProps {
+  /** Name prefix. */
+  readonly prefix: string;
+  /** The `incident-api` function, integrated as a Lambda proxy on every route. */
+  readonly handler: lambda.IFunction;
+  /** Steady-state request rate limit of the stage (requests per second). */
+  readonly throttleRateLimit: number;
+  /** Burst limit of the stage. */
+  readonly throttleBurstLimit: number;
+  /** Retention of the access log group. */
+  readonly logRetention: logs.RetentionDays;
+  /** X-Ray tracing on the stage. */
+  readonly tracing: boolean;
+  /** Create the account-level CloudWatch role API Gateway needs to write logs. */
+  readonly accountRole: boolean;
+  /** WAF web ACL to associate with the stage. */
+  readonly webAclArn?: string;
+}
+
+/**
+ * The incident API: API Gateway REST, `AWS_IAM` on every method, all routes a Lambda proxy to
+ * `incident-api`; JSON access logs; stage throttling; and one IAM role (with a managed policy)
+ * per access level that may invoke exactly that level's routes.
+ */
+export class IncidentApi extends Construct {
+  /** The REST API. */
+  readonly api: apigw.RestApi;
+  /** The access log group. */
+  readonly accessLogs: logs.LogGroup;
+  /** The role of each access level. */
+  readonly roles: Record<AccessLevel, iam.Role>;
+  /** The managed policy of each access level (attach it to existing roles, then list them in `extraRoleArns`). */
+  readonly policies: Record<AccessLevel, iam.ManagedPolicy>;
+
+  constructor(scope: Construct, id: string, props: IncidentApiProps) {
+    super(scope, id);
+    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      logGroupName: `/aws/apigateway/${props.prefix}-api/access`,
+      retention: props.logRetention,
+      // Access logs say which principal called what: an audit record, kept past a stack delete.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.api = new apigw.RestApi(this, 'Api', {
+      restApiName: `${props.prefix}-api`,
+      description: 'opx incident API (IAM-authorised; every route is served by the incident-api function)',
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      cloudWatchRole: props.accountRole,
+      // The account-level role outlives this stack: other APIs in the account may rely on it.
+      cloudWatchRoleRemovalPolicy: props.accountRole ? RemovalPolicy.RETAIN : undefined,
+      defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
+      deployOptions: {
+        stageName: API_STAGE_NAME,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: apigw.AccessLogField.contextRequestId(),
+            requestTime: apigw.AccessLogField.contextRequestTimeEpoch(),
+            sourceIp: apigw.AccessLogField.contextIdentitySourceIp(),
+            caller: apigw.AccessLogField.contextIdentityCaller(),
+            userArn: apigw.AccessLogField.contextIdentityUserArn(),
+            httpMethod: apigw.AccessLogField.contextHttpMethod(),
+            resourcePath: apigw.AccessLogField.contextResourcePath(),
+            status: apigw.AccessLogField.contextStatus(),
+            responseLength: apigw.AccessLogField.contextResponseLength(),
+            integrationLatency: apigw.AccessLogField.contextIntegrationLatency(),
+            errorMessage: apigw.AccessLogField.contextErrorMessage(),
+          }),
+        ),
+        // Execution logs at ERROR only, never request or response bodies (they carry notes).
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        throttlingRateLimit: props.throttleRateLimit,
+        throttlingBurstLimit: props.throttleBurstLimit,
+        tracingEnabled: props.tracing,
+      },
+    });
+    if (props.accountRole) {
+      Validations.of(this.api).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason:
+          'The account-level API Gateway logging role must write any API\'s execution log group in the account and region; AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for it. Turn it off with -c apiGatewayAccountRole=false where the account already has one.',
+      });
+    }
+    Validations.of(this.api).acknowledge({
+      id: 'AwsSolutions-COG4',
+      reason: 'Every method uses AWS_IAM (SigV4) authorisation: callers are IAM principals mapped to opx roles, not Cognito users.',
+    });
+    if (props.webAclArn) {
+      new wafv2.CfnWebACLAssociation(this, 'WebAcl', {
+        resourceArn: this.api.deploymentStage.stageArn,
+        webAclArn: props.webAclArn,
+      });
+    } else {
+      Validations.of(this.api).acknowledge({
+        id: 'AwsSolutions-APIG3',
+        reason:
+          'Unsigned requests are refused by IAM authorisation before they reach opx and the stage is throttled; a WAF web ACL is optional (-c webAclArn=ARN).',
+      });
+    }
+
+    // Path parameters are always present for a matched route; the validator checks bodies
+    // of the incident commands are JSON objects, which costs nothing and keeps junk out of
+    // the function. Errors it produces use the same problem+json shape as the API's own.
+    const validator = this.api.addRequestValidator('Validator', {
+      requestValidatorName: 'body-and-parameters',
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+    const jsonObject = this.api.addModel('JsonObject', {
+      modelName: 'JsonObject',
+      contentType: 'application/json',
+      schema: { schema: apigw.JsonSchemaVersion.DRAFT4, type: apigw.JsonSchemaType.OBJECT },
+    });
+    this.addProblemResponses();
+
+    // One integration for every method, one resource-policy entry on the function for the
+    // whole API (per-method permissions would be 20 entries and approach the policy size limit).
+    const integration = new apigw.LambdaIntegration(props.handler, { scopePermissionToMethod: false });
+    for (const route of API_ROUTES) {
+      const resource = this.api.root.resourceForPath(route.path);
+      resource.addMethod(route.method, integration, {
+        authorizationType: apigw.AuthorizationType.IAM,
+        requestValidator: validator,
+        requestModels: route.jsonObjectBody ? { 'application/json': jsonObject } : undefined,
+      });
+    }
+
+    const account = Stack.of(this).account;
+    const policies: Partial<Record<AccessLevel, iam.ManagedPolicy>> = {};
+    const roles: Partial<Record<AccessLevel, iam.Role>> = {};
+    for (const level of ACCESS_LEVELS) {
+      const resources = API_ROUTES.filter((route) => route.levels.includes(level)).map((route) =>
+        this.api.arnForExecuteApi(route.method, routeArnPath(route), API_STAGE_NAME),
+      );
+      const policy = new iam.ManagedPolicy(this, `${title(level)}Policy`, {
+        description: `opx API ${level}: execute-api:Invoke on exactly the ${level} routes`,
+        statements: [
+          new iam.PolicyStatement({ sid: 'InvokeRoutes', actions: ['execute-api:Invoke'], resources }),
+        ],
+      });
+      acknowledgeWildcardResources(
+        policy,
+        resources,
+        'The * stands for the {id} path parameter of one route; the method and the rest of the route are fixed.',
+      );
+      const role = new iam.Role(this, `${title(level)}Role`, {
+        // Any principal of this account that its own IAM policy allows sts:AssumeRole on this role.
+        assumedBy: new iam.AccountRootPrincipal(),
+        description: `opx API ${level} (principals of account ${account} allowed to assume it)`,
+        managedPolicies: [policy],
+      });
+      policies[level] = policy;
+      roles[level] = role;
+      new CfnOutput(this, `${title(level)}RoleArn`, { value: role.roleArn, description: `opx API ${level} role` });
+    }
+    this.policies = policies as Record<AccessLevel, iam.ManagedPolicy>;
+    this.roles = roles as Record<AccessLevel, iam.Role>;
+    new CfnOutput(this, 'Url', { value: this.api.url, description: 'opx incident API base URL' });
+  }
+
+  /** Gateway-generated errors (auth, throttling, validation) as RFC 9457 problem+json. */
+  private addProblemResponses(): void {
+    const template = JSON.stringify({
+      type: 'about:blank',
+      title: 'request refused by API Gateway',
+      code: 'gateway_$context.error.responseType',
+      requestId: '$context.requestId',
+    }).replace('"requestId"', '"detail":$context.error.messageString,"requestId"');
+    for (const [id, type] of [
+      ['Default4xx', apigw.ResponseType.DEFAULT_4XX],
+      ['Default5xx', apigw.ResponseType.DEFAULT_5XX],
+    ] as const) {
+      this.api.addGatewayResponse(id, {
+        type,
+        responseHeaders: { 'Content-Type': "'application/problem+json'" },
+        templates: { 'application/json': template },
+      });
+    }
+  }
+}
+
+function title(level: string): string {
+  return level.charAt(0).toUpperCase() + level.slice(1);
+}

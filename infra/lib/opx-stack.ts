@@ -1,0 +1,230 @@
+import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { IncidentApi } from './api';
+import { ACCESS_LEVELS, AccessLevel, FunctionName, OpxConfig, assertLambdaAssets, validateConfig } from './config';
+import { AsyncInvokeSettings, OpxFunction, TableAccess } from './function';
+import { SignalEntryPoints } from './ingest';
+import { Monitoring } from './monitoring';
+import { Paging } from './paging';
+import { Pipeline } from './pipeline';
+import { OpxTables } from './tables';
+import { MessagingKey, secureTopic } from './topics';
+
+/** Props of {@link OpxStack}. */
+export interface OpxStackProps extends StackProps {
+  /** The deployment's configuration (see `lib/config.ts` and the README's parameter table). */
+  readonly config: OpxConfig;
+}
+
+/** Lambda async retries after a function error (its maximum); then the event goes to the failure queue. */
+export const ASYNC_RETRY_ATTEMPTS = 2;
+/** Signals wait in Lambda's queue for up to Lambda's maximum, 6 hours, while ingest is throttled. */
+export const INGEST_MAX_EVENT_AGE = Duration.hours(6);
+/** A stage notification older than an hour is no longer needed: the sweeper has re-driven the work. */
+export const STAGE_MAX_EVENT_AGE = Duration.hours(1);
+
+/** How one function runs and what it may touch. */
+export interface FunctionSpec {
+  readonly description: string;
+  readonly tableAccess: TableAccess;
+  readonly timeout: Duration;
+  readonly memorySize?: number;
+  readonly asyncInvoke?: AsyncInvokeSettings;
+}
+
+const stageSpec = (stage: string): FunctionSpec => ({
+  description: `opx ${stage} stage: reads its input event, decides, commits its output`,
+  tableAccess: 'read-write',
+  timeout: Duration.seconds(60),
+  asyncInvoke: { retryAttempts: ASYNC_RETRY_ATTEMPTS, maxEventAge: STAGE_MAX_EVENT_AGE },
+});
+
+/**
+ * What each function is allowed and how it runs. Every pipeline stage commits transactions
+ * touching all three tables, so stages read and write all three; `incident-api` writes (human
+ * commands, `POST /signals`); `replay` only reads; `fanout` touches no table, only the stream.
+ */
+export const FUNCTION_SPECS: Record<FunctionName, FunctionSpec> = {
+  'signal-ingest': {
+    description: 'opx ingest: CloudWatch alarm events, alarm actions and SNS alarm notifications become signals',
+    tableAccess: 'read-write',
+    timeout: Duration.seconds(30),
+    asyncInvoke: { retryAttempts: ASYNC_RETRY_ATTEMPTS, maxEventAge: INGEST_MAX_EVENT_AGE },
+  },
+  fanout: {
+    description: 'opx fan-out: publishes each committed event (a pointer) from the events stream to the opx bus',
+    tableAccess: 'none',
+    timeout: Duration.seconds(60),
+  },
+  detection: stageSpec('detection'),
+  evidence: stageSpec('evidence'),
+  confidence: stageSpec('confidence'),
+  promotion: stageSpec('promotion'),
+  sweeper: {
+    description: 'opx sweeper: re-drives pending work whose notification was lost',
+    tableAccess: 'read-write',
+    // Shorter than the 5-minute schedule, so two sweeps never overlap.
+    timeout: Duration.minutes(4),
+    asyncInvoke: { retryAttempts: 0, maxEventAge: Duration.minutes(4) },
+  },
+  replay: {
+    description: 'opx replay: verifies hash chains, projections and decisions (read-only)',
+    tableAccess: 'read',
+    timeout: Duration.minutes(15),
+    memorySize: 1024,
+  },
+  'incident-api': {
+    description: 'opx incident API (API Gateway REST proxy, IAM-authorised)',
+    tableAccess: 'read-write',
+    // API Gateway's integration timeout is 29 s; running longer would only waste the work.
+    timeout: Duration.seconds(29),
+  },
+};
+
+/**
+ * opx on AWS: the tables, the nine functions, the event routing, the signal entry points, the
+ * incident API with its roles, paging, and the alarms and dashboard that watch opx itself.
+ */
+export class OpxStack extends Stack {
+  /** The tables. */
+  readonly tables: OpxTables;
+  /** The functions by name. */
+  readonly functions: Record<FunctionName, OpxFunction>;
+  /** The opx event bus. */
+  readonly bus: events.EventBus;
+  /** The API. */
+  readonly api: IncidentApi;
+  /** Paging. */
+  readonly paging: Paging;
+  /** Alarms and dashboard. */
+  readonly monitoring: Monitoring;
+  /** Ingest entry points. */
+  readonly entryPoints: SignalEntryPoints;
+  /** Event routing. */
+  readonly pipeline: Pipeline;
+  /** Where opx's own alarms go. */
+  readonly opsTopic: sns.ITopic;
+
+  constructor(scope: Construct, id: string, props: OpxStackProps) {
+    super(scope, id, props);
+    const config = props.config;
+    validateConfig(config);
+    assertLambdaAssets(config.lambdaAssetDir);
+    const prefix = config.prefix;
+    const logRetention = config.logRetentionDays as logs.RetentionDays;
+
+    this.tables = new OpxTables(this, 'Tables', { prefix, restored: config.restoredTables });
+    const messaging = new MessagingKey(this, 'Messaging', { prefix });
+
+    this.bus = new events.EventBus(this, 'Bus', { eventBusName: `${prefix}-bus` });
+    this.bus.archive('Archive', {
+      archiveName: `${prefix}-bus-archive`,
+      description: 'Every opx notification, for replaying a window of fan-out after an outage',
+      eventPattern: { source: ['opx'] },
+      retention: Duration.days(config.archiveRetentionDays),
+    });
+
+    const environment: Partial<Record<FunctionName, Record<string, string>>> = {
+      fanout: { OPX_BUS_NAME: this.bus.eventBusName },
+      sweeper: { OPX_SWEEP_AGE_MS: String(config.sweepAgeMs) },
+    };
+    const functions: Partial<Record<FunctionName, OpxFunction>> = {};
+    for (const [name, spec] of Object.entries(FUNCTION_SPECS) as [FunctionName, FunctionSpec][]) {
+      functions[name] = new OpxFunction(this, pascal(name), {
+        prefix,
+        tablePrefix: this.tables.tablePrefix,
+        name,
+        description: spec.description,
+        assetDir: config.lambdaAssetDir,
+        tables: this.tables.all,
+        tableAccess: spec.tableAccess,
+        environment: environment[name],
+        reservedConcurrency: config.reservedConcurrency[name],
+        timeout: spec.timeout,
+        memorySize: spec.memorySize,
+        logRetention,
+        tracing: config.tracing,
+        asyncInvoke: spec.asyncInvoke,
+      });
+    }
+    this.functions = functions as Record<FunctionName, OpxFunction>;
+    const fn = this.functions;
+
+    this.pipeline = new Pipeline(this, 'Pipeline', {
+      prefix,
+      eventsTable: this.tables.events,
+      bus: this.bus,
+      fanout: fn.fanout,
+      stages: { detection: fn.detection, evidence: fn.evidence, confidence: fn.confidence, promotion: fn.promotion },
+      sweeper: fn.sweeper,
+    });
+
+    this.entryPoints = new SignalEntryPoints(this, 'Ingest', {
+      prefix,
+      ingest: fn['signal-ingest'],
+      key: messaging.key,
+      existingAlarmTopicArns: config.existingAlarmTopicArns,
+      archiveRetentionDays: config.archiveRetentionDays,
+    });
+
+    this.api = new IncidentApi(this, 'Api', {
+      prefix,
+      handler: fn['incident-api'].function,
+      throttleRateLimit: config.apiThrottleRateLimit,
+      throttleBurstLimit: config.apiThrottleBurstLimit,
+      logRetention,
+      tracing: config.tracing,
+      accountRole: config.apiGatewayAccountRole,
+      webAclArn: config.webAclArn,
+    });
+    const roleMap = Object.fromEntries(
+      ACCESS_LEVELS.map((level: AccessLevel) => [level, [this.api.roles[level].roleArn, ...(config.extraRoleArns[level] ?? [])]]),
+    );
+    fn['incident-api'].function.addEnvironment('OPX_ROLE_MAP', this.toJsonString(roleMap));
+
+    this.paging = new Paging(this, 'Paging', { prefix, bus: this.bus, key: messaging.key });
+
+    this.opsTopic = config.opsTopicArn
+      ? sns.Topic.fromTopicArn(this, 'OpsTopic', config.opsTopicArn)
+      : secureTopic(this, 'OpsTopic', {
+          topicName: `${prefix}-ops`,
+          displayName: 'opx self-monitoring',
+          key: messaging.key,
+          allowCloudWatchAlarms: true,
+        });
+
+    const deadLetterQueues: Record<string, sqs.IQueue> = { 'fanout-failed': this.pipeline.fanoutFailures, 'paging-failed': this.paging.deadLetters };
+    for (const f of Object.values(this.functions)) {
+      if (f.failureQueue) {
+        deadLetterQueues[`${f.name}-failed`] = f.failureQueue;
+      }
+    }
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      prefix,
+      opsTopic: this.opsTopic,
+      functions: Object.values(this.functions),
+      fanout: fn.fanout,
+      deadLetterQueues,
+      api: this.api.api,
+      noSignalsPeriodMinutes: config.noSignalsPeriodMinutes,
+      endToEndLagP99ThresholdMs: config.endToEndLagP99ThresholdMs,
+      rejectedSignalsPercentThreshold: config.rejectedSignalsPercentThreshold,
+    });
+
+    new CfnOutput(this, 'BusName', { value: this.bus.eventBusName });
+    new CfnOutput(this, 'AlarmsTopicArn', { value: this.entryPoints.alarmsTopic.topicArn, description: 'Point alarm actions or an Alertmanager SNS receiver here' });
+    new CfnOutput(this, 'PagingTopicArn', { value: this.paging.topic.topicArn, description: 'Subscribe the pager here' });
+    new CfnOutput(this, 'OpsTopicArn', { value: this.opsTopic.topicArn, description: "Where opx's own alarms go" });
+  }
+}
+
+function pascal(name: string): string {
+  return name
+    .split('-')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
+}
