@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod ports;
 pub mod recovery;
 pub mod replay;
+pub mod whatif;

@@ -16,8 +16,9 @@
 //!    incident and every `IncidentOpened` comes from a PROMOTE.
 //! 3. **Every projection, rebuilt from events**: `incident/<id>` is the folded incident at
 //!    the stream's head sequence, `open_incident/<key>` exists exactly for incidents not
-//!    CLOSED, `group_generation/<group>` counts the group's CLOSED incidents; no stored
-//!    projection lacks a rebuilt one.
+//!    CLOSED, `group_generation/<group>` counts the group's CLOSED incidents,
+//!    `service_recoveries/<key>` is the bounded set of the service's correlated recoveries;
+//!    no stored projection lacks a rebuilt one.
 //! 4. **Every idempotency record**: `signal/<id>` holds the stored signal's fingerprint and
 //!    the pointer of its `SignalAccepted`; `stage/<stage>/<stream>/<seq>` holds the hash of
 //!    an existing input event and the pointers of outputs that exist.
@@ -25,9 +26,24 @@
 //!    exists) or is still queued. Queued work is reported as pending, never as divergence:
 //!    after a crash, `opx resume` carries it through.
 //!
+//! # Slices
+//!
+//! [`verify_slice`] does the same work a bounded number of items at a time and returns a
+//! [`VerifyCursor`] to continue from, so a large store verifies across several Lambda
+//! invocations; [`verify`] is the loop over slices. For the cursor to stay small, every
+//! check is local to the item being checked and reads what else it needs by key: the
+//! store-wide projections are proved from both sides instead of rebuilt in memory. A
+//! closed incident finds its group's generation stored, and each stored generation equals
+//! its group's CLOSED incidents counted generation by generation (incident ids are derived
+//! from the generation); each correlated recovery is absorbed by its service's stored
+//! recoveries (inserting it changes nothing), and each stored document is canonical and
+//! keeps only correlated recoveries of its service — which, since the document is a
+//! function of the set seen, is equality with the rebuild.
+//!
 //! Memory is bounded per stream: streams are read a page at a time, incident state is
 //! folded event by event, and only the detections of the one evidence group being checked
-//! (and of the window before it) are held, as the pipeline itself does.
+//! (and of the window before it) are held, as the pipeline itself does. Pending work is
+//! held whole (it is what is in flight) and re-read by every slice.
 
 use crate::pipeline::{
     open_incident_key, GroupGeneration, OpenIncidentPointer, GROUP_EVENTS_READ_MAX,
@@ -231,40 +247,214 @@ impl VerifyReport {
 /// Verifies the whole store; see the module documentation. Returns an error only when
 /// the store cannot be read (retry later); everything wrong with the data is a
 /// [`Divergence`] in the report.
+///
+/// This is the loop over [`verify_slice`] with [`ONE_PASS_SLICE_ITEMS`] items per slice,
+/// so a one-pass and a sliced verification cannot drift apart.
 pub async fn verify<S: StoreRead>(
     store: &S,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, StoreError> {
+    let mut cursor: Option<VerifyCursor> = None;
+    loop {
+        let (report, next) = verify_slice(store, options, cursor, ONE_PASS_SLICE_ITEMS).await?;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(report),
+        }
+    }
+}
+
+/// Items [`verify`] checks per slice: large, so a local verification is one or a few slices.
+pub const ONE_PASS_SLICE_ITEMS: usize = 100_000;
+/// The format of [`VerifyCursor`]; a cursor of another format is refused (start over).
+pub const VERIFY_CURSOR_FORMAT: u32 = 1;
+
+/// Where a sliced verification stands, to pass to the next [`verify_slice`]. Opaque to
+/// callers; serialisable (JSON) so a Lambda function can carry it between invocations.
+///
+/// **Bounded.** It carries the phase and the store's list cursor within it, the report's
+/// counters, and the divergences kept so far: at most [`VerifyOptions::divergences_max`]
+/// integrity ones and as many others, each of whose six texts is cut to
+/// [`DIVERGENCE_VALUE_LEN_MAX`] bytes — about 3.2 KB per divergence at worst, so choose
+/// `divergences_max` for the size a caller can carry (20 keeps the cursor under 130 KB).
+/// It carries no per-stream or per-group state: every check is local to the stream or
+/// record being checked (it reads what else it needs by key), so nothing accumulates
+/// across slices. Pending work is re-read by every slice and reported by the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyCursor {
+    format: u32,
+    phase: Phase,
+    list_cursor: Option<String>,
+    report: VerifyReport,
+    integrity: Vec<Divergence>,
+}
+
+impl VerifyCursor {
+    /// The cursor as text (JSON), to hand to the next invocation.
+    pub fn encode(&self) -> String {
+        // A struct of strings, integers and vectors always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads [`VerifyCursor::encode`] output. Text that is not a cursor of this format is
+    /// [`StoreError::Invalid`]: start the verification over without a cursor.
+    pub fn decode(text: &str) -> Result<VerifyCursor, StoreError> {
+        let cursor: VerifyCursor = serde_json::from_str(text).map_err(|error| {
+            StoreError::Invalid(format!(
+                "the verification cursor does not decode ({error}); start over without a cursor"
+            ))
+        })?;
+        if cursor.format != VERIFY_CURSOR_FORMAT {
+            return Err(StoreError::Invalid(format!(
+                "the verification cursor has format {}, this opx writes format {VERIFY_CURSOR_FORMAT}; \
+                 start the verification over without a cursor",
+                cursor.format
+            )));
+        }
+        Ok(cursor)
+    }
+}
+
+/// The parts of a verification, in order. Each walks one listing of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    /// Every stream (chains, events, decisions, projections of the stream).
+    Streams,
+    /// Stored `service_recoveries` documents.
+    ServiceRecoveries,
+    /// Stored `incident` projections without a stream.
+    IncidentProjections,
+    /// Stored `open_incident` pointers.
+    OpenIncidents,
+    /// Stored `group_generation` counts.
+    GroupGenerations,
+    /// Idempotency records.
+    Idempotency,
+    /// Pending work names stored events (one step, the last).
+    Pending,
+}
+
+impl Phase {
+    fn next(self) -> Option<Phase> {
+        match self {
+            Phase::Streams => Some(Phase::ServiceRecoveries),
+            Phase::ServiceRecoveries => Some(Phase::IncidentProjections),
+            Phase::IncidentProjections => Some(Phase::OpenIncidents),
+            Phase::OpenIncidents => Some(Phase::GroupGenerations),
+            Phase::GroupGenerations => Some(Phase::Idempotency),
+            Phase::Idempotency => Some(Phase::Pending),
+            Phase::Pending => None,
+        }
+    }
+}
+
+/// Verifies the next slice of the store: at most `items_max` items (streams, stored
+/// projections, idempotency records; at least one), starting where `cursor` stopped
+/// (`None`: from the start). Returns the report so far and the cursor to continue with,
+/// or the final report and `None` when the whole store is verified. Pass the same
+/// `options` to every slice.
+///
+/// The slices together give exactly the report of one [`verify`] of a store that did not
+/// change meanwhile: the items are checked in the same order, and every check is local to
+/// its item. On a store that is written meanwhile, each item is checked as it is when its
+/// slice reads it. A cursor of another [`VERIFY_CURSOR_FORMAT`] is [`StoreError::Invalid`]:
+/// start over without it.
+pub async fn verify_slice<S: StoreRead>(
+    store: &S,
+    options: &VerifyOptions,
+    cursor: Option<VerifyCursor>,
+    items_max: usize,
+) -> Result<(VerifyReport, Option<VerifyCursor>), StoreError> {
+    let cursor = cursor.unwrap_or(VerifyCursor {
+        format: VERIFY_CURSOR_FORMAT,
+        phase: Phase::Streams,
+        list_cursor: None,
+        report: VerifyReport::default(),
+        integrity: Vec::new(),
+    });
+    if cursor.format != VERIFY_CURSOR_FORMAT {
+        return Err(StoreError::Invalid(format!(
+            "the verification cursor has format {}, this opx writes format {VERIFY_CURSOR_FORMAT}; \
+             start the verification over without a cursor",
+            cursor.format
+        )));
+    }
     let mut verifier = Verifier {
         store,
         divergences_max: options.divergences_max.max(1),
-        report: VerifyReport::default(),
-        integrity: Vec::new(),
+        report: cursor.report,
+        integrity: cursor.integrity,
+        pending: Vec::new(),
         pending_keys: BTreeSet::new(),
         rulesets: BTreeMap::new(),
         models: BTreeMap::new(),
-        closed_per_group: BTreeMap::new(),
-        recoveries_per_service: BTreeMap::new(),
     };
+    verifier.report.pending.clear();
     verifier.load_pending().await?;
-    verifier.check_streams().await?;
-    verifier.check_stored_projections().await?;
-    verifier.check_idempotency().await?;
-    verifier.check_pending_inputs().await?;
-    let mut report = verifier.report;
-    let mut divergences = verifier.integrity;
-    divergences.append(&mut report.divergences);
-    divergences.truncate(verifier.divergences_max);
-    report.divergences = divergences;
-    if let Some(first) = report
-        .divergences
-        .iter()
-        .find(|divergence| divergence.stream_id.is_some())
-    {
-        report.first_divergent_stream = first.stream_id.clone();
-        report.first_divergent_sequence = first.sequence;
+    let mut phase = cursor.phase;
+    let mut list_cursor = cursor.list_cursor;
+    let mut budget = items_max.max(1);
+    loop {
+        if budget == 0 {
+            let report = verifier.finished_report();
+            let next = VerifyCursor {
+                format: VERIFY_CURSOR_FORMAT,
+                phase,
+                list_cursor,
+                report: VerifyReport {
+                    pending: Vec::new(),
+                    first_divergent_stream: None,
+                    first_divergent_sequence: None,
+                    ..verifier.report
+                },
+                integrity: verifier.integrity,
+            };
+            return Ok((report, Some(next)));
+        }
+        let limit = budget.min(LIST_PAGE_SIZE);
+        let (items, next) = match phase {
+            Phase::Streams => verifier.streams_page(list_cursor.as_deref(), limit).await?,
+            Phase::ServiceRecoveries => {
+                verifier
+                    .service_recoveries_page(list_cursor.as_deref(), limit)
+                    .await?
+            }
+            Phase::IncidentProjections => {
+                verifier
+                    .incident_projections_page(list_cursor.as_deref(), limit)
+                    .await?
+            }
+            Phase::OpenIncidents => {
+                verifier
+                    .open_incidents_page(list_cursor.as_deref(), limit)
+                    .await?
+            }
+            Phase::GroupGenerations => {
+                verifier
+                    .group_generations_page(list_cursor.as_deref(), limit)
+                    .await?
+            }
+            Phase::Idempotency => {
+                verifier
+                    .idempotency_page(list_cursor.as_deref(), limit)
+                    .await?
+            }
+            Phase::Pending => {
+                verifier.check_pending_inputs().await?;
+                (1, None)
+            }
+        };
+        // An empty page still costs one item, so a slice always ends.
+        budget = budget.saturating_sub(items.max(1));
+        list_cursor = next;
+        if list_cursor.is_none() {
+            match phase.next() {
+                Some(following) => phase = following,
+                None => return Ok((verifier.finished_report(), None)),
+            }
+        }
     }
-    Ok(report)
 }
 
 /// A loaded rule set or model, or why it cannot be used.
@@ -276,14 +466,12 @@ struct Verifier<'a, S: StoreRead> {
     report: VerifyReport,
     /// Integrity divergences, kept apart so they lead the report.
     integrity: Vec<Divergence>,
+    /// The pending work, as this slice read it.
+    pending: Vec<WorkItem>,
     /// [`WorkItem::key`] of every pending item.
     pending_keys: BTreeSet<String>,
     rulesets: BTreeMap<Digest, Loaded<RuleSet>>,
     models: BTreeMap<Digest, Loaded<ConfidenceModel>>,
-    /// CLOSED incidents per group, rebuilt from incident streams.
-    closed_per_group: BTreeMap<GroupId, u32>,
-    /// Recoveries seen per service, rebuilt from evaluated signals.
-    recoveries_per_service: BTreeMap<String, ServiceRecoveries>,
 }
 
 /// Builds a [`Divergence`] without the noise of `Some(...)` at every call site.
@@ -431,6 +619,16 @@ fn parse_stage_key(key: &str) -> Option<(Stage, String, u64)> {
     ))
 }
 
+/// An incident stream as [`Verifier::fold_verified`] found it.
+enum Folded {
+    /// No events.
+    Absent,
+    /// Its chain, an event or its stream id does not verify (reported where it is stored).
+    Damaged,
+    /// The folded incident.
+    Incident(Box<Incident>),
+}
+
 /// The state kept while reading one group stream.
 #[derive(Default)]
 struct GroupScan {
@@ -457,14 +655,17 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         };
         if kept.len() < self.divergences_max {
             kept.push(Divergence {
-                stream_id: at.stream_id.map(str::to_owned),
+                stream_id: at.stream_id.map(render),
                 sequence: at.sequence,
                 kind,
-                record: at.record,
-                field,
+                // Every text is cut to DIVERGENCE_VALUE_LEN_MAX, so a report (and a cursor)
+                // stays bounded whatever the store holds: field paths can carry stored
+                // keys, details can quote decoder errors.
+                record: at.record.as_deref().map(render),
+                field: field.as_deref().map(render),
                 expected: render(&expected.into()),
                 actual: render(&actual.into()),
-                detail: detail.into(),
+                detail: render(&detail.into()),
             });
         }
     }
@@ -506,6 +707,26 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     // Pending work
     // ---------------------------------------------------------------------------------
 
+    /// The report as it stands: integrity divergences first, then the rest, at most
+    /// `divergences_max` in all; the pending work this slice read.
+    fn finished_report(&self) -> VerifyReport {
+        let mut report = self.report.clone();
+        let mut divergences = self.integrity.clone();
+        divergences.append(&mut report.divergences);
+        divergences.truncate(self.divergences_max);
+        report.divergences = divergences;
+        report.pending = self.pending.clone();
+        if let Some(first) = report
+            .divergences
+            .iter()
+            .find(|divergence| divergence.stream_id.is_some())
+        {
+            report.first_divergent_stream = first.stream_id.clone();
+            report.first_divergent_sequence = first.sequence;
+        }
+        report
+    }
+
     async fn load_pending(&mut self) -> Result<(), StoreError> {
         let mut cursor: Option<String> = None;
         loop {
@@ -515,7 +736,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 .await?;
             for item in page.items {
                 self.pending_keys.insert(item.key());
-                self.report.pending.push(item);
+                self.pending.push(item);
             }
             match page.next {
                 Some(next) => cursor = Some(next),
@@ -525,7 +746,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     }
 
     async fn check_pending_inputs(&mut self) -> Result<(), StoreError> {
-        let pending = std::mem::take(&mut self.report.pending);
+        let pending = std::mem::take(&mut self.pending);
         for item in &pending {
             let input = &item.input;
             match self.read_event(&input.stream_id, input.sequence).await? {
@@ -548,7 +769,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 ),
             }
         }
-        self.report.pending = pending;
+        self.pending = pending;
         Ok(())
     }
 
@@ -589,22 +810,18 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     // Streams
     // ---------------------------------------------------------------------------------
 
-    async fn check_streams(&mut self) -> Result<(), StoreError> {
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_streams(cursor.as_deref(), LIST_PAGE_SIZE)
-                .await?;
-            for stream_id in &page.items {
-                self.report.streams += 1;
-                self.check_stream(stream_id).await?;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
-            }
+    /// Checks one page of streams; returns how many and the cursor of the next page.
+    async fn streams_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self.store.list_streams(cursor, limit).await?;
+        for stream_id in &page.items {
+            self.report.streams += 1;
+            self.check_stream(stream_id).await?;
         }
+        Ok((page.items.len(), page.next))
     }
 
     fn chain_broken(&mut self, error: &ChainError) {
@@ -997,10 +1214,63 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         if evaluated.outcome == DetectionOutcome::NotDetected(NotDetectedReason::Recovery)
             && !self.pending_keys.contains(&correlate.key())
         {
-            self.recoveries_per_service
-                .entry(service_recoveries_key(&signal.environment, &signal.service))
-                .or_default()
-                .insert(RecoverySeen::of(signal));
+            self.check_recovery_kept(event, signal).await?;
+        }
+        Ok(())
+    }
+
+    /// The stored recoveries of the signal's service hold this recovery, or its bounds
+    /// account for its absence: adding it changes nothing ([`ServiceRecoveries::insert`]).
+    /// With the check of every stored document in [`Verifier::service_recoveries_page`]
+    /// (canonical, and every kept recovery is a recovery signal of the service), this
+    /// proves the document equals its rebuild from all recovery signals, without holding
+    /// them all: the document is a function of the set seen, and inserting is idempotent.
+    async fn check_recovery_kept(
+        &mut self,
+        event: &EventEnvelope,
+        signal: &Signal,
+    ) -> Result<(), StoreError> {
+        let key = service_recoveries_key(&signal.environment, &signal.service);
+        let record = format!("{PROJECTION_SERVICE_RECOVERIES}/{key}");
+        let seen = RecoverySeen::of(signal);
+        let at = || At::event(&event.stream_id, event.sequence).with_record(record.clone());
+        let seen_json = serde_json::to_value(&seen).unwrap_or(serde_json::Value::Null);
+        let Some(stored) = self
+            .store
+            .projection(PROJECTION_SERVICE_RECOVERIES, &key)
+            .await?
+        else {
+            self.report.projections_checked += 1;
+            self.diverge(
+                at(),
+                DivergenceKind::ProjectionMismatch,
+                None,
+                render_json(&seen_json),
+                "(absent)",
+                "the recoveries seen of this service are not stored, though this recovery was correlated",
+            );
+            return Ok(());
+        };
+        // A document that does not decode is reported once, by the projection check.
+        let Ok(kept) = serde_json::from_slice::<ServiceRecoveries>(&stored.document) else {
+            return Ok(());
+        };
+        let mut with = kept.clone();
+        with.insert(seen.clone());
+        if with != kept {
+            let actual = kept
+                .alarms
+                .get(&seen.alarm)
+                .and_then(|kept| serde_json::to_string(kept).ok())
+                .unwrap_or_else(|| "(absent)".to_owned());
+            self.diverge(
+                at(),
+                DivergenceKind::ProjectionMismatch,
+                Some(format!("alarms.{}", seen.alarm)),
+                render_json(&seen_json),
+                render(&actual),
+                "the stored recoveries of this service lack this recovery, and their bounds do not account for it",
+            );
         }
         Ok(())
     }
@@ -1612,7 +1882,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             stored.as_ref(),
         );
         if incident.state == IncidentState::Closed {
-            *self.closed_per_group.entry(incident.group_id).or_insert(0) += 1;
+            self.check_generation_stored(&incident).await?;
         } else {
             let pointer_key = open_incident_key(&incident.environment, &incident.service);
             let pointer = OpenIncidentPointer {
@@ -1696,155 +1966,330 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         }
     }
 
-    /// Stored projections without a rebuilt one, and group generations.
-    async fn check_stored_projections(&mut self) -> Result<(), StoreError> {
-        self.check_service_recoveries().await?;
-        // incident/<id>: the incident's stream must exist.
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE)
-                .await?;
-            for projection in &page.items {
-                let record = format!("{PROJECTION_INCIDENT}/{}", projection.key);
-                let stream_id = format!("{}{}", incident::STREAM_ID_PREFIX, projection.key);
-                if self.store.stream_head(&stream_id).await?.is_none() {
-                    self.report.projections_checked += 1;
-                    self.diverge(
-                        At::stream(&stream_id).with_record(record),
-                        DivergenceKind::ProjectionMismatch,
-                        None,
-                        "(absent: the incident has no events)",
-                        render(&String::from_utf8_lossy(&projection.document)),
-                        "a stored incident projection has no incident stream to rebuild it from",
-                    );
-                }
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        // open_incident/<key>: must name an incident that is not CLOSED and whose key it is.
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_projections(PROJECTION_OPEN_INCIDENT, cursor.as_deref(), LIST_PAGE_SIZE)
-                .await?;
-            for projection in &page.items {
-                self.check_open_pointer(projection).await?;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        // group_generation/<group>: exactly the groups with CLOSED incidents.
-        let mut rebuilt = std::mem::take(&mut self.closed_per_group);
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_projections(
-                    PROJECTION_GROUP_GENERATION,
-                    cursor.as_deref(),
-                    LIST_PAGE_SIZE,
-                )
-                .await?;
-            for projection in &page.items {
-                self.report.projections_checked += 1;
-                let record = format!("{PROJECTION_GROUP_GENERATION}/{}", projection.key);
-                let closed = Digest::from_hex(&projection.key)
-                    .map(GroupId)
-                    .and_then(|group| rebuilt.remove(&group));
-                let stream_id = group_stream_of_key(&projection.key);
-                let at = At {
-                    stream_id: stream_id.as_deref(),
-                    sequence: None,
-                    record: Some(record),
-                };
-                match closed {
-                    Some(closed) => {
-                        let document =
-                            serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
-                        self.compare_projection(at, &document, u64::from(closed), Some(projection));
-                    }
-                    None => self.diverge(
-                        at,
-                        DivergenceKind::ProjectionMismatch,
-                        None,
-                        "(absent: no incident of this group is CLOSED)",
-                        render(&String::from_utf8_lossy(&projection.document)),
-                        "a stored group generation has no CLOSED incident to rebuild it from",
-                    ),
-                }
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        for (group, closed) in rebuilt {
+    /// Checks one page of stored `service_recoveries` documents: each is canonical (equal
+    /// to its rebuild from its own entries, so within its bounds) and every recovery it
+    /// keeps is a correlated recovery signal of its service. See
+    /// [`Verifier::check_recovery_kept`] for the other half. Only the document is
+    /// compared: its version also counts the promotions that guarded on it.
+    async fn service_recoveries_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self
+            .store
+            .list_projections(PROJECTION_SERVICE_RECOVERIES, cursor, limit)
+            .await?;
+        for projection in &page.items {
             self.report.projections_checked += 1;
-            let stream_id = group_stream(&group);
-            let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
-            self.compare_projection(
-                At::stream(&stream_id)
-                    .with_record(format!("{PROJECTION_GROUP_GENERATION}/{group}")),
-                &document,
-                u64::from(closed),
-                None,
-            );
-        }
-        Ok(())
-    }
-
-    /// service_recoveries/<key>: exactly the recoveries of the evaluated signals. Only the
-    /// document is compared: its version also counts the promotions that guarded on it.
-    async fn check_service_recoveries(&mut self) -> Result<(), StoreError> {
-        let mut rebuilt = std::mem::take(&mut self.recoveries_per_service);
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_projections(
-                    PROJECTION_SERVICE_RECOVERIES,
-                    cursor.as_deref(),
-                    LIST_PAGE_SIZE,
-                )
-                .await?;
-            for projection in &page.items {
-                self.report.projections_checked += 1;
-                let record = format!("{PROJECTION_SERVICE_RECOVERIES}/{}", projection.key);
-                // A promotion guards on the document before any recovery was seen, so an
-                // empty document without a rebuilt one is expected.
-                let expected = rebuilt.remove(&projection.key).unwrap_or_default();
-                let document = serde_json::to_vec(&expected).unwrap_or_default();
+            let record = format!("{PROJECTION_SERVICE_RECOVERIES}/{}", projection.key);
+            let kept: ServiceRecoveries = match serde_json::from_slice(&projection.document) {
+                Ok(kept) => kept,
+                Err(error) => {
+                    self.diverge(
+                        At::record(record),
+                        DivergenceKind::ProjectionMismatch,
+                        Some("document".to_owned()),
+                        "the recoveries seen of a service",
+                        render(&String::from_utf8_lossy(&projection.document)),
+                        format!("the stored recoveries do not decode: {error}"),
+                    );
+                    continue;
+                }
+            };
+            let mut rebuilt = ServiceRecoveries::default();
+            for recovery in kept.alarms.values().flatten() {
+                rebuilt.insert(recovery.clone());
+            }
+            let document = serde_json::to_vec(&rebuilt).unwrap_or_default();
+            if projection.document != document {
                 self.compare_projection(
                     At::record(record),
                     &document,
                     projection.version,
                     Some(projection),
                 );
+                continue;
             }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
+            for recovery in kept.alarms.values().flatten() {
+                if let Some(reason) = self.recovery_unaccounted(&projection.key, recovery).await? {
+                    let seen_json =
+                        serde_json::to_value(recovery).unwrap_or(serde_json::Value::Null);
+                    self.diverge(
+                        At::event(&signal_stream(&recovery.signal_id), 2)
+                            .with_record(record.clone()),
+                        DivergenceKind::ProjectionMismatch,
+                        Some(format!("alarms.{}", recovery.alarm)),
+                        "(absent: no correlated recovery signal of this service accounts for it)",
+                        render_json(&seen_json),
+                        format!(
+                            "the stored recoveries keep a recovery that is not recorded: {reason}"
+                        ),
+                    );
+                    break;
+                }
             }
         }
-        for (key, recoveries) in rebuilt {
+        Ok((page.items.len(), page.next))
+    }
+
+    /// Why a kept recovery is not a correlated recovery signal of the service with
+    /// projection key `key`, or `None` when it is.
+    async fn recovery_unaccounted(
+        &mut self,
+        key: &str,
+        recovery: &RecoverySeen,
+    ) -> Result<Option<String>, StoreError> {
+        let stream_id = signal_stream(&recovery.signal_id);
+        let events = self.store.read_stream(&stream_id, 1, 2).await?;
+        let signal = events
+            .first()
+            .and_then(|first| match decode_pipeline(first) {
+                Ok(PipelineEvent::SignalAccepted(accepted)) => Some(accepted.signal),
+                _ => None,
+            });
+        let Some(signal) = signal else {
+            return Ok(Some(format!("{stream_id} holds no accepted signal")));
+        };
+        let Some(evaluated) = events.get(1) else {
+            return Ok(Some(format!("{stream_id} was never evaluated")));
+        };
+        if !matches!(
+            decode_pipeline(evaluated),
+            Ok(PipelineEvent::SignalEvaluated(SignalEvaluated {
+                outcome: DetectionOutcome::NotDetected(NotDetectedReason::Recovery),
+                ..
+            }))
+        ) {
+            return Ok(Some(format!("{stream_id} is not evaluated as a recovery")));
+        }
+        let correlate = WorkItem {
+            stage: Stage::Correlate,
+            input: evaluated.pointer(),
+        };
+        if self.pending_keys.contains(&correlate.key()) {
+            return Ok(Some(format!(
+                "the recovery of {stream_id} is not correlated yet (its work is queued)"
+            )));
+        }
+        if service_recoveries_key(&signal.environment, &signal.service) != key {
+            return Ok(Some(format!(
+                "{stream_id} is a recovery of {}/{}, another service",
+                signal.environment, signal.service
+            )));
+        }
+        if RecoverySeen::of(&signal) != *recovery {
+            return Ok(Some(format!(
+                "{stream_id} recovered at {} as alarm {}",
+                signal.event_time.0, signal.alarm
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Checks one page of stored incident projections: each has a stream (one that does is
+    /// compared with its rebuild while its stream is checked).
+    async fn incident_projections_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self
+            .store
+            .list_projections(PROJECTION_INCIDENT, cursor, limit)
+            .await?;
+        for projection in &page.items {
+            let record = format!("{PROJECTION_INCIDENT}/{}", projection.key);
+            let stream_id = format!("{}{}", incident::STREAM_ID_PREFIX, projection.key);
+            if self.store.stream_head(&stream_id).await?.is_none() {
+                self.report.projections_checked += 1;
+                self.diverge(
+                    At::stream(&stream_id).with_record(record),
+                    DivergenceKind::ProjectionMismatch,
+                    None,
+                    "(absent: the incident has no events)",
+                    render(&String::from_utf8_lossy(&projection.document)),
+                    "a stored incident projection has no incident stream to rebuild it from",
+                );
+            }
+        }
+        Ok((page.items.len(), page.next))
+    }
+
+    /// Checks one page of open-incident pointers: each names an incident that is not CLOSED
+    /// and whose key it is.
+    async fn open_incidents_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self
+            .store
+            .list_projections(PROJECTION_OPEN_INCIDENT, cursor, limit)
+            .await?;
+        for projection in &page.items {
+            self.check_open_pointer(projection).await?;
+        }
+        Ok((page.items.len(), page.next))
+    }
+
+    /// Checks one page of group generations: each equals the number of CLOSED incidents of
+    /// its group, counted generation by generation (see [`Verifier::closed_generations`]).
+    /// A group with CLOSED incidents and no stored generation is found while the first of
+    /// them is checked ([`Verifier::check_generation_stored`]).
+    async fn group_generations_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self
+            .store
+            .list_projections(PROJECTION_GROUP_GENERATION, cursor, limit)
+            .await?;
+        for projection in &page.items {
             self.report.projections_checked += 1;
-            let document = serde_json::to_vec(&recoveries).unwrap_or_default();
-            self.compare_projection(
-                At::record(format!("{PROJECTION_SERVICE_RECOVERIES}/{key}")),
-                &document,
-                0,
-                None,
-            );
+            let record = format!("{PROJECTION_GROUP_GENERATION}/{}", projection.key);
+            let group = Digest::from_hex(&projection.key).map(GroupId);
+            let closed = match &group {
+                Some(group) => match self.group_key(group).await? {
+                    Some((environment, service)) => {
+                        self.closed_generations(group, &environment, &service)
+                            .await?
+                            .0
+                    }
+                    None => 0,
+                },
+                None => 0,
+            };
+            let stream_id = group_stream_of_key(&projection.key);
+            let at = At {
+                stream_id: stream_id.as_deref(),
+                sequence: None,
+                record: Some(record),
+            };
+            if closed == 0 {
+                self.diverge(
+                    at,
+                    DivergenceKind::ProjectionMismatch,
+                    None,
+                    "(absent: no incident of this group is CLOSED)",
+                    render(&String::from_utf8_lossy(&projection.document)),
+                    "a stored group generation has no CLOSED incident to rebuild it from",
+                );
+            } else {
+                let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
+                self.compare_projection(at, &document, u64::from(closed), Some(projection));
+            }
         }
+        Ok((page.items.len(), page.next))
+    }
+
+    /// A CLOSED incident's group has a stored generation. When it has none, the first
+    /// CLOSED incident of the group (by generation) reports it, so it is reported once.
+    async fn check_generation_stored(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        let key = incident.group_id.to_string();
+        if self
+            .store
+            .projection(PROJECTION_GROUP_GENERATION, &key)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let (closed, first_closed) = self
+            .closed_generations(&incident.group_id, &incident.environment, &incident.service)
+            .await?;
+        if first_closed != Some(incident.generation) {
+            return Ok(());
+        }
+        self.report.projections_checked += 1;
+        let stream_id = group_stream(&incident.group_id);
+        let document = serde_json::to_vec(&GroupGeneration { closed }).unwrap_or_default();
+        self.compare_projection(
+            At::stream(&stream_id).with_record(format!("{PROJECTION_GROUP_GENERATION}/{key}")),
+            &document,
+            u64::from(closed),
+            None,
+        );
         Ok(())
+    }
+
+    /// The (environment, service) of a group, from its first detection.
+    async fn group_key(&self, group: &GroupId) -> Result<Option<(String, String)>, StoreError> {
+        let first = self.read_event(&group_stream(group), 1).await?;
+        Ok(match first.as_ref().map(decode_pipeline) {
+            Some(Ok(PipelineEvent::DetectionCorrelated(correlated))) => Some((
+                correlated.detection.environment,
+                correlated.detection.service,
+            )),
+            _ => None,
+        })
+    }
+
+    /// The incidents of a group, generation by generation from 0 for as long as their
+    /// streams exist (a generation exists only once the one before is CLOSED): how many
+    /// fold, from a verified stream, to CLOSED, and the first such generation.
+    async fn closed_generations(
+        &self,
+        group: &GroupId,
+        environment: &str,
+        service: &str,
+    ) -> Result<(u32, Option<u32>), StoreError> {
+        let mut closed = 0;
+        let mut first_closed = None;
+        for generation in 0..=u32::MAX {
+            let incident_id = IncidentId::derive(environment, service, group, generation);
+            match self
+                .fold_verified(&incident::stream_id(&incident_id))
+                .await?
+            {
+                Folded::Absent => break,
+                Folded::Damaged => {}
+                Folded::Incident(incident) => {
+                    if incident.state == IncidentState::Closed {
+                        closed += 1;
+                        first_closed.get_or_insert(generation);
+                    }
+                }
+            }
+        }
+        Ok((closed, first_closed))
+    }
+
+    /// Folds an incident stream whose chain, events and stream id all verify.
+    async fn fold_verified(&self, stream_id: &str) -> Result<Folded, StoreError> {
+        let mut chain = ChainVerifier::new(stream_id);
+        let mut state: Option<Incident> = None;
+        loop {
+            let page = self
+                .store
+                .read_stream(stream_id, chain.verified_count() + 1, READ_PAGE_SIZE_MAX)
+                .await?;
+            let done = page.len() < READ_PAGE_SIZE_MAX;
+            for event in &page {
+                if chain.push(event).is_err() {
+                    return Ok(Folded::Damaged);
+                }
+                let Ok(decoded) = IncidentEvent::from_payload(
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                ) else {
+                    return Ok(Folded::Damaged);
+                };
+                match incident::apply(state.take(), &decoded) {
+                    Ok(next) if next.stream_id() == stream_id => state = Some(next),
+                    _ => return Ok(Folded::Damaged),
+                }
+            }
+            if done || page.is_empty() {
+                break;
+            }
+        }
+        Ok(match state {
+            None => Folded::Absent,
+            Some(incident) => Folded::Incident(Box::new(incident)),
+        })
     }
 
     async fn check_open_pointer(&mut self, projection: &Projection) -> Result<(), StoreError> {
@@ -1934,29 +2379,25 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
     // Idempotency
     // ---------------------------------------------------------------------------------
 
-    async fn check_idempotency(&mut self) -> Result<(), StoreError> {
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_idempotency(cursor.as_deref(), LIST_PAGE_SIZE)
-                .await?;
-            for record in &page.items {
-                if record.key.starts_with("signal/") {
-                    self.report.idempotency_checked += 1;
-                    self.check_signal_record(record).await?;
-                } else if record.key.starts_with("stage/") {
-                    self.report.idempotency_checked += 1;
-                    self.check_stage_record(record).await?;
-                } else {
-                    self.report.idempotency_skipped += 1;
-                }
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
+    /// Checks one page of idempotency records.
+    async fn idempotency_page(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let page = self.store.list_idempotency(cursor, limit).await?;
+        for record in &page.items {
+            if record.key.starts_with("signal/") {
+                self.report.idempotency_checked += 1;
+                self.check_signal_record(record).await?;
+            } else if record.key.starts_with("stage/") {
+                self.report.idempotency_checked += 1;
+                self.check_stage_record(record).await?;
+            } else {
+                self.report.idempotency_skipped += 1;
             }
         }
+        Ok((page.items.len(), page.next))
     }
 
     async fn check_signal_record(&mut self, record: &IdempotencyRecord) -> Result<(), StoreError> {

@@ -4,7 +4,9 @@
 
 use opx_app::pipeline::{Pipeline, PipelineConfig, PROJECTION_INCIDENT};
 use opx_app::ports::{NoPublisher, StoreRead};
-use opx_app::replay::{verify, Divergence, DivergenceKind, VerifyOptions, VerifyReport};
+use opx_app::replay::{
+    verify, verify_slice, Divergence, DivergenceKind, VerifyCursor, VerifyOptions, VerifyReport,
+};
 use opx_domain::event::event_hash;
 use opx_domain::hash::Digest;
 use opx_domain::incident::{
@@ -646,4 +648,231 @@ async fn a_rewritten_and_resealed_decision_is_caught_by_re_deriving_it() {
         (named.expected.as_str(), named.actual.as_str()),
         ("\"SEV2\"", "\"SEV1\"")
     );
+}
+
+/// Verifies in slices of `items_max`, handing the cursor on as text as a Lambda function
+/// would; returns the final report and how many slices it took.
+async fn verify_in_slices(
+    fixture: &Fixture,
+    options: &VerifyOptions,
+    items_max: usize,
+) -> (VerifyReport, usize) {
+    let mut cursor: Option<String> = None;
+    let mut slices = 0;
+    loop {
+        slices += 1;
+        assert!(slices < 10_000, "slices of {items_max} never end");
+        let decoded = cursor
+            .as_deref()
+            .map(|text| VerifyCursor::decode(text).expect("our own cursor decodes"));
+        let (report, next) = verify_slice(&fixture.store, options, decoded, items_max)
+            .await
+            .expect("the store is readable");
+        match next {
+            Some(next) => cursor = Some(next.encode()),
+            None => return (report, slices),
+        }
+    }
+}
+
+/// Slices of 1, 2 and 7 items give exactly the one-pass report.
+async fn assert_slices_agree(fixture: &Fixture, options: &VerifyOptions) -> VerifyReport {
+    let whole = verify(&fixture.store, options)
+        .await
+        .expect("the store is readable");
+    for items_max in [1, 2, 7] {
+        let (sliced, slices) = verify_in_slices(fixture, options, items_max).await;
+        assert_eq!(
+            sliced,
+            whole,
+            "slices of {items_max}: {}\nvs one pass: {}",
+            describe(&sliced),
+            describe(&whole)
+        );
+        if items_max == 1 {
+            assert!(
+                slices as u64 > whole.streams,
+                "one item per slice takes more slices ({slices}) than there are streams"
+            );
+        }
+    }
+    whole
+}
+
+#[tokio::test]
+async fn slices_of_a_clean_store_give_the_one_pass_report() {
+    let fixture = Fixture::full().await;
+    let report = assert_slices_agree(&fixture, &VerifyOptions::default()).await;
+    assert!(report.ok(), "{}", describe(&report));
+}
+
+#[tokio::test]
+async fn slices_of_a_store_with_pending_work_give_the_one_pass_report() {
+    let fixture = Fixture::new();
+    fixture.ingest(&scenario()).await;
+    fixture.pipeline().drain(9).await.expect("nine steps");
+    let report = assert_slices_agree(&fixture, &VerifyOptions::default()).await;
+    assert!(report.ok(), "{}", describe(&report));
+    assert!(!report.pending.is_empty(), "work is still pending");
+}
+
+#[tokio::test]
+async fn slices_of_a_tampered_store_give_the_one_pass_report() {
+    let fixture = Fixture::full().await;
+    let connection = fixture.raw();
+    // Several kinds of damage at once: a changed payload, an edited projection, an altered
+    // idempotency record, a deleted group generation.
+    let (stream_id, sequence) = event_of_type(&connection, "DetectionCorrelated", 1);
+    connection
+        .execute(
+            "UPDATE events SET payload = CAST(replace(CAST(payload AS TEXT), 'SEV', 'SEW') AS BLOB) WHERE stream_id = ?1 AND sequence = ?2",
+            params![stream_id, sequence as i64],
+        )
+        .expect("tamper");
+    connection
+        .execute(
+            "UPDATE projections SET document = CAST(replace(CAST(document AS TEXT), 'ACKNOWLEDGED', 'MITIGATING') AS BLOB) WHERE kind = 'incident'",
+            [],
+        )
+        .expect("tamper");
+    connection
+        .execute(
+            "UPDATE idempotency SET request_hash = zeroblob(32) WHERE key LIKE 'stage/assess/%'",
+            [],
+        )
+        .expect("tamper");
+    connection
+        .execute(
+            "DELETE FROM projections WHERE kind = 'group_generation'",
+            [],
+        )
+        .expect("tamper");
+    let whole = assert_slices_agree(&fixture, &VerifyOptions::default()).await;
+    assert!(whole.divergences_total > 4, "{}", describe(&whole));
+    // And with a report that keeps fewer divergences than there are.
+    let few = assert_slices_agree(&fixture, &VerifyOptions { divergences_max: 3 }).await;
+    assert_eq!(few.divergences.len(), 3);
+    assert_eq!(few.divergences_total, whole.divergences_total);
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_format_is_refused() {
+    let fixture = Fixture::full().await;
+    let (_, next) = verify_slice(&fixture.store, &VerifyOptions::default(), None, 1)
+        .await
+        .expect("readable");
+    let text = next.expect("more to do").encode();
+    let other = text.replacen("\"format\":1", "\"format\":999", 1);
+    assert_ne!(other, text, "the cursor names its format");
+    assert!(VerifyCursor::decode(&other).is_err());
+    assert!(VerifyCursor::decode("not a cursor").is_err());
+}
+
+#[tokio::test]
+async fn an_edited_group_generation_is_named() {
+    let fixture = Fixture::full().await;
+    let checkout = fixture.incident_of("checkout").await;
+    let connection = fixture.raw();
+    let changed = connection
+        .execute(
+            "UPDATE projections SET document = CAST('{\"closed\":2}' AS BLOB), version = 2 WHERE kind = 'group_generation' AND key = ?1",
+            params![checkout.group_id.to_string()],
+        )
+        .expect("tamper");
+    assert_eq!(changed, 1);
+    let report = fixture.verify().await;
+    assert!(!report.ok());
+    let first = report.first_divergence().expect("a divergence");
+    assert_eq!(
+        (first.kind, first.record.clone(), first.field.as_deref()),
+        (
+            DivergenceKind::ProjectionMismatch,
+            Some(format!("group_generation/{}", checkout.group_id)),
+            Some("closed")
+        ),
+        "{}",
+        describe(&report)
+    );
+    assert_eq!((first.expected.as_str(), first.actual.as_str()), ("1", "2"));
+}
+
+#[tokio::test]
+async fn a_deleted_group_generation_is_named_once() {
+    let fixture = Fixture::full().await;
+    let checkout = fixture.incident_of("checkout").await;
+    let connection = fixture.raw();
+    connection
+        .execute(
+            "DELETE FROM projections WHERE kind = 'group_generation'",
+            [],
+        )
+        .expect("tamper");
+    let report = fixture.verify().await;
+    assert_eq!(report.divergences_total, 1, "{}", describe(&report));
+    let first = &report.divergences[0];
+    assert_eq!(first.kind, DivergenceKind::ProjectionMismatch);
+    assert_eq!(
+        first.record,
+        Some(format!("group_generation/{}", checkout.group_id))
+    );
+    assert_eq!(first.actual, "(absent)");
+}
+
+#[tokio::test]
+async fn a_lost_recovery_in_the_service_recoveries_is_named() {
+    let fixture = Fixture::full().await;
+    let orders = fixture.incident_of("orders").await;
+    let key = opx_app::recovery::service_recoveries_key(&orders.environment, "orders");
+    let connection = fixture.raw();
+    let changed = connection
+        .execute(
+            "UPDATE projections SET document = CAST('{\"alarms\":{}}' AS BLOB) WHERE kind = 'service_recoveries' AND key = ?1",
+            params![key],
+        )
+        .expect("tamper");
+    assert_eq!(changed, 1);
+    let report = fixture.verify().await;
+    assert!(!report.ok());
+    let recovery_stream: String = connection
+        .query_row(
+            "SELECT stream_id FROM events WHERE event_type = 'SignalAccepted' AND CAST(payload AS TEXT) LIKE '%\"state\":\"OK\"%'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the recovery signal");
+    let first = assert_first(
+        &report,
+        &recovery_stream,
+        2,
+        DivergenceKind::ProjectionMismatch,
+    );
+    assert_eq!(first.record, Some(format!("service_recoveries/{key}")));
+}
+
+#[tokio::test]
+async fn an_invented_recovery_in_the_service_recoveries_is_named() {
+    let fixture = Fixture::full().await;
+    let checkout = fixture.incident_of("checkout").await;
+    let key = opx_app::recovery::service_recoveries_key(&checkout.environment, "checkout");
+    let connection = fixture.raw();
+    let invented = Digest::of_bytes(b"no such signal");
+    let document = format!(
+        r#"{{"alarms":{{"arm":[{{"event_time":1,"signal_id":"{invented}","alarm":"arm","alarm_name":"A"}}]}}}}"#
+    );
+    let changed = connection
+        .execute(
+            "UPDATE projections SET document = ?2 WHERE kind = 'service_recoveries' AND key = ?1",
+            params![key, document.into_bytes()],
+        )
+        .expect("tamper");
+    assert_eq!(changed, 1);
+    let report = fixture.verify().await;
+    assert_eq!(report.divergences_total, 1, "{}", describe(&report));
+    let first = assert_first(
+        &report,
+        &format!("signal:{invented}"),
+        2,
+        DivergenceKind::ProjectionMismatch,
+    );
+    assert_eq!(first.record, Some(format!("service_recoveries/{key}")));
 }
