@@ -9,22 +9,31 @@
 //!
 //! Results go to stdout (human text, or one JSON document with `--json`); logs, progress
 //! and `rejected FILE:INDEX: field: reason` lines go to stderr.
+//!
+//! `opx serve` exposes the incident API over the configured store on loopback; with
+//! `--endpoint URL`, `incidents`, `show`, `transition`, `note`, `assign` and `severity` talk
+//! to that API (or a deployed API Gateway stage) instead of a local store, signing every
+//! request with SigV4 from the standard AWS credential chain, with the same output.
 
 // A command-line tool prints by design; the workspace lints exist for library code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod client;
 mod config;
 mod demo;
 mod human;
 mod ingest;
 mod query;
 mod reader;
+mod serve;
 mod store;
 mod verify;
+mod whatif;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opx_domain::incident::{CloseAs, IncidentState};
 use opx_domain::signal::Severity;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,9 +69,16 @@ pub struct GlobalArgs {
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// A directory of rule files (`*.yaml`) to use instead of the built-in default rules.
+    /// A directory of rule files (`*.yaml`) to use instead of the built-in default rules
+    /// (for `replay what-if`: the proposed rules).
     #[arg(long, global = true, value_name = "DIR")]
     pub rules: Option<PathBuf>,
+    /// Work through the incident API at this URL instead of a local store (`incidents`,
+    /// `show`, `transition`, `note`, `assign`, `severity`), e.g. http://127.0.0.1:8080 (`opx
+    /// serve`) or https://ID.execute-api.REGION.amazonaws.com/prod. Requests are signed with
+    /// SigV4 from the standard AWS credential chain; you act as that principal.
+    #[arg(long, global = true, env = "OPX_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +137,10 @@ enum Command {
         /// What fixed it (when resolving; required for SEV1).
         #[arg(long, value_name = "TEXT")]
         resolution_summary: Option<String>,
+        /// With --endpoint: the Idempotency-Key to send (default: a fresh one). Send the
+        /// same key again to retry this very action safely.
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Add a note to an incident's timeline.
     Note {
@@ -131,6 +151,9 @@ enum Command {
         /// Your name (principal `local:NAME`).
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
+        /// With --endpoint: the Idempotency-Key to send (default: a fresh one).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Assign an incident to someone.
     Assign {
@@ -141,6 +164,9 @@ enum Command {
         /// Your name (principal `local:NAME`).
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
+        /// With --endpoint: the Idempotency-Key to send (default: a fresh one).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Set an incident's severity (later evidence no longer changes it).
     Severity {
@@ -155,18 +181,56 @@ enum Command {
         /// Your name (principal `local:NAME`).
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
+        /// With --endpoint: the Idempotency-Key to send (default: a fresh one).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Replay: verify the store against its own events.
     Replay {
         #[command(subcommand)]
         command: ReplayCommand,
     },
+    /// Serve the incident API over the store (loopback by default), every request
+    /// authenticated by its SigV4 signature.
+    #[command(long_about = SERVE_LONG_ABOUT)]
+    Serve {
+        /// Where to listen. Loopback unless you say otherwise.
+        #[arg(long, value_name = "ADDRESS:PORT", default_value = serve::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The credentials file (access keys → principal and roles); default
+        /// ~/.config/opx/credentials.json.
+        #[arg(long, env = "OPX_CREDENTIALS", value_name = "FILE")]
+        credentials: Option<PathBuf>,
+    },
 }
+
+const SERVE_LONG_ABOUT: &str = "\
+Serve the incident API (the same router as the incident-api Lambda function, api/openapi.yaml) \
+over the store, listening on loopback unless --listen says otherwise. Every request must be \
+signed with SigV4 (service execute-api, any region) by a key of the credentials file: unsigned, \
+stale (more than 5 minutes of clock skew) or badly signed requests get 401/403. Without a \
+credentials file the server starts, says why in its log, and refuses every request.
+
+The credentials file (JSON, keep it chmod 600):
+
+  {\"opx_credentials_version\": 1,
+   \"keys\": [{\"access_key_id\": \"AKOPXLOCALALICE0001\",
+             \"secret_access_key\": \"(20 to 256 printable characters)\",
+             \"principal\": \"local:alice\",
+             \"roles\": [\"responder\", \"approver\"]}]}
+
+Roles: reader (GETs), responder (transitions except to CLOSED, notes, assignee, severity), \
+approver (responder + close), ingester (POST /signals). A client uses the same key pair, e.g. \
+AWS_ACCESS_KEY_ID=AKOPXLOCALALICE0001 AWS_SECRET_ACCESS_KEY=... opx --endpoint http://127.0.0.1:8080 incidents";
 
 #[derive(Debug, Subcommand)]
 enum ReplayCommand {
     /// Verify every chain, projection and decision.
     Verify,
+    /// Run the recorded signals through the proposed rules (`--rules DIR`) and/or model
+    /// (`--model FILE`) in scratch stores and print how the incidents would differ.
+    /// Exit 0: no difference; 1: a difference; 2: error.
+    WhatIf(whatif::WhatIfArgs),
 }
 
 /// An incident state on the command line.
@@ -294,6 +358,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let global = cli.global;
+    if let Some(endpoint) = global.endpoint.clone() {
+        return run_remote(&endpoint, &global, cli.command).await;
+    }
     match cli.command {
         Command::Demo { keep } => demo::run(&global, keep).await,
         Command::Init => {
@@ -349,7 +416,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             as_name,
             close_as,
             resolution_summary,
+            idempotency_key,
         } => {
+            refuse_local_key(idempotency_key.as_deref())?;
             let request = human::TransitionRequest {
                 to: to.into(),
                 reason,
@@ -359,10 +428,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             human::run(&global, &id, as_name, human::Action::Transition(request)).await
         }
-        Command::Note { id, text, as_name } => {
+        Command::Note {
+            id,
+            text,
+            as_name,
+            idempotency_key,
+        } => {
+            refuse_local_key(idempotency_key.as_deref())?;
             human::run(&global, &id, as_name, human::Action::Note(text)).await
         }
-        Command::Assign { id, name, as_name } => {
+        Command::Assign {
+            id,
+            name,
+            as_name,
+            idempotency_key,
+        } => {
+            refuse_local_key(idempotency_key.as_deref())?;
             human::run(&global, &id, as_name, human::Action::Assign(name)).await
         }
         Command::Severity {
@@ -370,7 +451,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             severity,
             reason,
             as_name,
+            idempotency_key,
         } => {
+            refuse_local_key(idempotency_key.as_deref())?;
             human::run(
                 &global,
                 &id,
@@ -382,5 +465,119 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Replay {
             command: ReplayCommand::Verify,
         } => verify::replay_verify(&global).await,
+        Command::Replay {
+            command: ReplayCommand::WhatIf(args),
+        } => whatif::run(&global, &args).await,
+        Command::Serve {
+            listen,
+            credentials,
+        } => serve::run(&global, listen, credentials).await,
+    }
+}
+
+/// `--idempotency-key` names a key of the API; a local action has none to name.
+fn refuse_local_key(key: Option<&str>) -> anyhow::Result<()> {
+    match key {
+        Some(_) => Err(UsageError(
+            "--idempotency-key goes with --endpoint; a local action runs once by itself".to_owned(),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// `--as NAME` names a local principal; over the API you are your AWS credentials.
+fn refuse_as(as_name: Option<&str>) -> anyhow::Result<()> {
+    match as_name {
+        Some(name) => Err(UsageError(format!(
+            "--as {name:?} goes with a local store; with --endpoint you act as the principal of your AWS credentials"
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The commands that work through `--endpoint`.
+async fn run_remote(endpoint: &str, global: &GlobalArgs, command: Command) -> anyhow::Result<u8> {
+    let json = global.json;
+    match command {
+        Command::Incidents { state, service } => {
+            client::incidents(endpoint, state.map(Into::into), service.as_deref(), json).await
+        }
+        Command::Show { id } => client::show(endpoint, &id, json).await,
+        Command::Transition {
+            id,
+            to,
+            reason,
+            expected_version,
+            as_name,
+            close_as,
+            resolution_summary,
+            idempotency_key,
+        } => {
+            refuse_as(as_name.as_deref())?;
+            let action = client::RemoteAction::Transition {
+                to: to.into(),
+                reason,
+                expected_version,
+                close_as: close_as.map(Into::into),
+                resolution_summary,
+            };
+            client::act(endpoint, &id, action, idempotency_key, json).await
+        }
+        Command::Note {
+            id,
+            text,
+            as_name,
+            idempotency_key,
+        } => {
+            refuse_as(as_name.as_deref())?;
+            client::act(
+                endpoint,
+                &id,
+                client::RemoteAction::Note(text),
+                idempotency_key,
+                json,
+            )
+            .await
+        }
+        Command::Assign {
+            id,
+            name,
+            as_name,
+            idempotency_key,
+        } => {
+            refuse_as(as_name.as_deref())?;
+            client::act(
+                endpoint,
+                &id,
+                client::RemoteAction::Assign(name),
+                idempotency_key,
+                json,
+            )
+            .await
+        }
+        Command::Severity {
+            id,
+            severity,
+            reason,
+            as_name,
+            idempotency_key,
+        } => {
+            refuse_as(as_name.as_deref())?;
+            let action = client::RemoteAction::Severity(severity.into(), reason);
+            client::act(endpoint, &id, action, idempotency_key, json).await
+        }
+        Command::Init
+        | Command::Demo { .. }
+        | Command::Ingest { .. }
+        | Command::Resume
+        | Command::Replay { .. }
+        | Command::Serve { .. } => Err(UsageError(
+            "this command works on a local store (--store); with --endpoint only incidents, show, \
+             transition, note, assign and severity are available"
+                .to_owned(),
+        )
+        .into()),
     }
 }

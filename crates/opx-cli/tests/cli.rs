@@ -509,3 +509,58 @@ fn concurrent_ingests_of_the_same_input_give_the_same_incidents_as_one() {
     assert_eq!(incidents(&store), reference);
     assert_replay_verifies(&store);
 }
+
+#[test]
+fn what_if_exits_by_whether_the_incidents_would_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("opx.db");
+    let input = write(dir.path(), "sample.ndjson", SAMPLE);
+    opx(&store, &["ingest", input.to_str().unwrap()]);
+    let before = std::fs::read(&store).unwrap();
+
+    // The shipped rules are what the store recorded: nothing would change.
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let same = opx(
+        &store,
+        &["replay", "what-if", "--rules", rules.to_str().unwrap()],
+    );
+    assert_eq!(code(&same), 0, "{}{}", stdout(&same), stderr(&same));
+
+    // Without the CloudWatch rules, the orders storm is no longer an incident.
+    let proposed = dir.path().join("proposed");
+    std::fs::create_dir(&proposed).unwrap();
+    for entry in std::fs::read_dir(&rules).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if path.extension().is_some_and(|ext| ext == "yaml") && name != "cloudwatch.yaml" {
+            std::fs::copy(&path, proposed.join(name)).unwrap();
+        }
+    }
+    let changed = opx(
+        &store,
+        &[
+            "--json",
+            "replay",
+            "what-if",
+            "--rules",
+            proposed.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        code(&changed),
+        1,
+        "{}{}",
+        stdout(&changed),
+        stderr(&changed)
+    );
+    let report: Value = serde_json::from_str(&stdout(&changed)).unwrap();
+    assert!(report.to_string().contains("no_longer_created"), "{report}");
+
+    let bad = opx(&store, &["replay", "what-if", "--since", "yesterday"]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        before,
+        "what-if never writes the store"
+    );
+}

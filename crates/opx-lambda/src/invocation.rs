@@ -1,0 +1,108 @@
+//! What every handler receives besides its input: which function and request this is,
+//! how long it may run, the Lambda's clock and where metrics go.
+
+use crate::telemetry::{emf_line, Metric, MetricsSink};
+use opx_app::ports::{Clock, RejectRecord, Store, StoreError, REJECT_EXCERPT_LEN_MAX};
+use opx_domain::hash::{Digest, FieldHasher};
+use opx_domain::signal::truncate_utf8;
+use opx_domain::time::EpochMs;
+
+/// The Lambda's wall clock, for metric timestamps, lag metrics and deadlines only: event
+/// time comes from payloads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    // Reading the clock is this adapter's job (see the module documentation); the
+    // workspace lint against it exists for the pure domain crate.
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> EpochMs {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        EpochMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// One invocation's context.
+pub struct Invocation<'a> {
+    /// The function (`signal-ingest`, `detection`, ...), for logs, metrics and reject
+    /// origins.
+    pub function: &'a str,
+    /// Lambda's request id, so a reject names the invocation that refused it.
+    pub request_id: &'a str,
+    /// When Lambda stops the invocation, if known.
+    pub deadline: Option<EpochMs>,
+    /// The Lambda's clock.
+    pub clock: &'a dyn Clock,
+    /// Where metric lines go.
+    pub metrics: &'a dyn MetricsSink,
+}
+
+impl<'a> Invocation<'a> {
+    /// The context of a Lambda invocation.
+    pub fn from_lambda(
+        function: &'a str,
+        context: &'a lambda_runtime::Context,
+        clock: &'a dyn Clock,
+        metrics: &'a dyn MetricsSink,
+    ) -> Invocation<'a> {
+        Invocation {
+            function,
+            request_id: &context.request_id,
+            deadline: i64::try_from(context.deadline).ok().map(EpochMs),
+            clock,
+            metrics,
+        }
+    }
+
+    /// Milliseconds left before the deadline (`None`: no deadline).
+    pub fn remaining_ms(&self) -> Option<i64> {
+        self.deadline
+            .map(|deadline| deadline.0.saturating_sub(self.clock.now().0))
+    }
+
+    /// The origin recorded on rejects: `lambda:<function>:<request id>`.
+    pub fn origin(&self) -> String {
+        format!("lambda:{}:{}", self.function, self.request_id)
+    }
+
+    /// Writes one EMF line with `metrics` (nothing if none has a value).
+    pub fn emit(&self, metrics: &[Metric]) {
+        if let Some(line) = emf_line(self.function, self.clock.now(), metrics) {
+            self.metrics.write_line(&line);
+        }
+    }
+
+    /// Records refused input in the store's rejects, so nothing is silently lost. The id
+    /// covers the input bytes and the item index, so a redelivery records nothing new.
+    pub async fn record_reject<S: Store>(
+        &self,
+        store: &S,
+        input: &[u8],
+        item_index: u64,
+        field: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let excerpt =
+            String::from_utf8_lossy(&input[..input.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
+        store
+            .record_reject(RejectRecord {
+                id: reject_id(input, item_index),
+                origin: self.origin(),
+                field: field.to_owned(),
+                reason: reason.to_owned(),
+                excerpt: truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX).to_owned(),
+            })
+            .await
+    }
+}
+
+/// The id of a reject: the same as the `opx` command's (`opx.reject.v1` over the input
+/// bytes and the item index), so a payload refused by both is one reject.
+pub fn reject_id(input: &[u8], item_index: u64) -> Digest {
+    FieldHasher::new("opx.reject.v1")
+        .bytes(input)
+        .u64(item_index)
+        .finish()
+}
