@@ -41,8 +41,9 @@ export interface SignalEntryPointsProps {
  * How signals reach `signal-ingest` (besides the API's `POST /signals`):
  * 1. a rule on the account's default bus for every `CloudWatch Alarm State Change` (except
  *    opx's own alarms);
- * 2. the `<prefix>-alarms` SNS topic (point alarm actions or an Alertmanager SNS receiver at
- *    it), and any existing alarm topics listed in `existingAlarmTopicArns`;
+ * 2. the `<prefix>-alarms` SNS topic (point CloudWatch alarm actions at it), and any existing
+ *    alarm topics listed in `existingAlarmTopicArns` (Alertmanager reaches `POST /signals`
+ *    through a SigV4 signing relay instead: its SNS messages are not alarm notifications);
  * 3. CloudWatch alarm actions that invoke the function directly.
  * Every path has a dead-letter queue: the function's failure queue.
  */

@@ -216,7 +216,7 @@ export class OpxStack extends Stack {
     });
 
     new CfnOutput(this, 'BusName', { value: this.bus.eventBusName });
-    new CfnOutput(this, 'AlarmsTopicArn', { value: this.entryPoints.alarmsTopic.topicArn, description: 'Point alarm actions or an Alertmanager SNS receiver here' });
+    new CfnOutput(this, 'AlarmsTopicArn', { value: this.entryPoints.alarmsTopic.topicArn, description: 'Point CloudWatch alarm actions here (Alertmanager reaches POST /signals through a SigV4 signing relay)' });
     new CfnOutput(this, 'PagingTopicArn', { value: this.paging.topic.topicArn, description: 'Subscribe the pager here' });
     new CfnOutput(this, 'OpsTopicArn', { value: this.opsTopic.topicArn, description: "Where opx's own alarms go" });
   }
