@@ -70,33 +70,7 @@ impl Server {
             Some(name) => dir.path().join(name),
             None => credentials_file(dir.path()),
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_opx"))
-            .env_remove("OPX_STORE")
-            .env_remove("OPX_ENDPOINT")
-            .env_remove("OPX_CREDENTIALS")
-            .env("OPX_LOG", "info")
-            .arg("--store")
-            .arg(format!("sqlite:{}", store.display()))
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--credentials")
-            .arg(&credentials)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        assert!(address.starts_with("127.0.0.1:"), "{address}");
+        let (child, address) = spawn_serve(&store, &credentials, &log);
         Server {
             child,
             address,
@@ -117,15 +91,57 @@ impl Server {
         headers: &[(&str, &str)],
         body: &str,
     ) -> http::Request<Vec<u8>> {
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.address))
-            .header("host", &self.address);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.body(body.as_bytes().to_vec()).unwrap()
+        request_to(&self.address, method, path, headers, body)
     }
+}
+
+/// Starts `opx serve` on `store` (port 0) and reads the address it prints.
+fn spawn_serve(store: &Path, credentials: &Path, log: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opx"))
+        .env_remove("OPX_STORE")
+        .env_remove("OPX_ENDPOINT")
+        .env_remove("OPX_CREDENTIALS")
+        .env("OPX_LOG", "info")
+        .arg("--store")
+        .arg(format!("sqlite:{}", store.display()))
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--credentials")
+        .arg(credentials)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    (child, address)
+}
+
+fn request_to(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Request<Vec<u8>> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{address}{path}"))
+        .header("host", address);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body.as_bytes().to_vec()).unwrap()
 }
 
 fn signed(
@@ -184,10 +200,13 @@ impl Reply {
 
 /// Sends one request over a fresh TCP connection (HTTP/1.1, `Connection: close`).
 fn exchange(address: &str, request: &http::Request<Vec<u8>>) -> Reply {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    try_exchange(address, request).unwrap()
+}
+
+/// [`exchange`], or the I/O error of a server that went away.
+fn try_exchange(address: &str, request: &http::Request<Vec<u8>>) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!(
         "{} {} HTTP/1.1\r\n",
         request.method(),
@@ -200,14 +219,14 @@ fn exchange(address: &str, request: &http::Request<Vec<u8>>) -> Reply {
         "content-length: {}\r\nconnection: close\r\n\r\n",
         request.body().len()
     ));
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(request.body()).unwrap();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(request.body())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let split = raw
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
-        .unwrap();
+        .ok_or_else(|| std::io::Error::other("the answer was cut short"))?;
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
     let status: u16 = lines
@@ -247,12 +266,12 @@ fn exchange(address: &str, request: &http::Request<Vec<u8>>) -> Reply {
         }
         body = decoded;
     }
-    Reply {
+    Ok(Reply {
         status,
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         bytes: body,
-    }
+    })
 }
 
 fn now() -> SystemTime {
@@ -658,4 +677,115 @@ fn an_invalid_credentials_file_is_a_usage_error() {
         "{}",
         stderr(&output)
     );
+}
+
+/// Kills, as the reliability issue asks for at least fifty.
+const SERVE_KILLS: u32 = 50;
+
+#[test]
+fn fifty_kills_of_serve_lose_no_acknowledged_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = credentials_file(dir.path());
+    let store = dir.path().join("opx.db");
+    let log = dir.path().join("serve.log");
+    let mut acknowledged: Vec<String> = Vec::new();
+    // A fixed linear congruential sequence: the instants vary, the test repeats.
+    let mut state: u64 = 0x0b5e_55ed;
+    for kill in 0..SERVE_KILLS {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let delay = Duration::from_millis(20 + (state >> 33) % 150);
+        let (mut child, address) = spawn_serve(&store, &credentials, &log);
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < delay {
+            // Two alarms per service and window: some storms promote, some do not.
+            let body = json!({
+                "opx_signal_version": 1,
+                "alarm": format!("kill:svc{}-a{}", kill % 7, sent % 3),
+                "state": "ALARM",
+                "time": format!("2026-11-24T06:{:02}:{:02}.000Z", kill % 60, sent % 60),
+                "environment": "prod",
+                "service": format!("svc{}", kill % 7),
+                "severity": "SEV2",
+            })
+            .to_string();
+            let request = request_to(
+                &address,
+                "POST",
+                "/signals",
+                &[("content-type", "application/json")],
+                &body,
+            );
+            match try_exchange(&address, &signed(request, RELAY_KEY, RELAY_SECRET, now())) {
+                Ok(reply) if reply.status == 200 => {
+                    for item in reply.body["items"].as_array().unwrap() {
+                        acknowledged.push(item["signal_id"].as_str().unwrap().to_owned());
+                    }
+                }
+                Ok(reply) => panic!("kill {kill}: {} {}", reply.status, reply.body),
+                Err(_) => break,
+            }
+            sent += 1;
+        }
+        // SIGKILL on Unix, possibly in the middle of a request: no destructor, no checkpoint.
+        let _ = child.kill();
+        let _ = child.wait();
+        let check = Command::new(env!("CARGO_BIN_EXE_opx"))
+            .env_remove("OPX_STORE")
+            .arg("--store")
+            .arg(format!("sqlite:{}", store.display()))
+            .args(["--json", "replay", "verify"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "kill {kill} after {delay:?}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+    assert!(
+        acknowledged.len() > usize::try_from(SERVE_KILLS).unwrap(),
+        "requests were answered between kills ({})",
+        acknowledged.len()
+    );
+    // Every acknowledged signal is stored: its stream exists after all the kills.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use opx_app::ports::StoreRead;
+        let opened =
+            opx_store_sqlite::SqliteStore::open(&store, opx_store_sqlite::SqliteOptions::default())
+                .unwrap();
+        for signal_id in &acknowledged {
+            let head = opened
+                .stream_head(&format!("signal:{signal_id}"))
+                .await
+                .unwrap();
+            assert!(head.is_some(), "acknowledged signal {signal_id} was lost");
+        }
+        opened.close().unwrap();
+    });
+    // `opx resume` carries the work cut short through; nothing is left pending.
+    let resume = Command::new(env!("CARGO_BIN_EXE_opx"))
+        .env_remove("OPX_STORE")
+        .arg("--store")
+        .arg(format!("sqlite:{}", store.display()))
+        .arg("resume")
+        .output()
+        .unwrap();
+    assert_eq!(resume.status.code(), Some(0));
+    let check = Command::new(env!("CARGO_BIN_EXE_opx"))
+        .env_remove("OPX_STORE")
+        .arg("--store")
+        .arg(format!("sqlite:{}", store.display()))
+        .args(["--json", "replay", "verify"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(check.status.code(), Some(0), "{report}");
+    assert_eq!(report["report"]["pending"], json!([]), "{report}");
 }
