@@ -65,6 +65,7 @@ fn thirty_two_deliveries_of_one_signal_record_it_once() {
             }
         }
         assert_eq!((accepted, duplicates), (1, DELIVERIES - 1));
+        eprintln!("figure: concurrent_deliveries_of_one_signal = {DELIVERIES}");
         let store = open(&path);
         let events = store
             .read_stream(&opx_domain::record::signal_stream(&signal.id), 1, 10)
@@ -126,6 +127,10 @@ fn thirty_two_deliveries_of_a_storm_give_the_incidents_of_one() {
         let found = incidents(&store).await;
         assert_eq!(found.len(), 1, "one incident: {found:#?}");
         assert_eq!(found, reference);
+        eprintln!(
+            "figure: concurrent_deliveries_of_a_storm = {}",
+            DELIVERIES * signals.len()
+        );
         assert_verifies(&store).await;
     });
 }
@@ -182,6 +187,7 @@ fn racing_transitions_on_one_version_have_exactly_one_winner() {
             }
         }
         assert_eq!((winners, conflicts), (1, 15));
+        eprintln!("figure: racing_transitions = {}", winners + conflicts);
         let store = open(&path);
         let events = store
             .read_stream(&opx_domain::incident::stream_id(&incident_id), 1, 100)

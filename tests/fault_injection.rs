@@ -149,6 +149,7 @@ fn every_call_failing_with(fault: Fault) {
             }
         }
         assert_eq!(faults_seen, calls, "every planned fault was injected");
+        eprintln!("figure: injected_faults_{fault:?} = {calls}");
     });
 }
 

@@ -21,7 +21,6 @@ pub enum Fault {
     Conditional,
 }
 
-
 /// Counts calls to the wrapped ports and fails call number `fail_at` (1-based) with `fault`.
 pub struct FaultPlan {
     calls: AtomicU64,

@@ -79,6 +79,7 @@ fn rejects_stored(store: &Path) -> usize {
 fn every_hostile_payload_is_refused_by_name_and_the_valid_ones_still_count() {
     let bad = corpus("bad");
     assert!(bad.len() >= BAD_PAYLOADS_MIN, "{} payloads", bad.len());
+    eprintln!("figure: hostile_payloads_refused = {}", bad.len());
     let dir = tempfile::tempdir().unwrap();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/sample.ndjson");
 
@@ -144,6 +145,7 @@ fn every_hostile_payload_is_refused_by_name_and_the_valid_ones_still_count() {
 #[test]
 fn metacharacters_are_stored_verbatim_and_never_interpreted() {
     let valid = corpus("hostile-valid");
+    eprintln!("figure: hostile_payloads_kept_verbatim = {}", valid.len());
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("opx.db");
     let mut args = vec!["ingest".to_owned()];

@@ -147,6 +147,7 @@ fn fifty_kills_lose_nothing_and_the_store_verifies_after_each() {
         pending_seen,
         "some kill cut work short (otherwise the kills tested nothing)"
     );
+    eprintln!("figure: ingest_kills = {KILLS}");
     assert_eq!(opx(&store, &["ingest", &input]).status.code(), Some(0));
     assert_eq!(incidents(&store), reference);
     let (verified, _, pending, text) = verify(&store);

@@ -751,6 +751,11 @@ fn fifty_kills_of_serve_lose_no_acknowledged_signal() {
         "requests were answered between kills ({})",
         acknowledged.len()
     );
+    eprintln!("figure: serve_kills = {SERVE_KILLS}");
+    eprintln!(
+        "figure: signals_acknowledged_across_serve_kills = {}",
+        acknowledged.len()
+    );
     // Every acknowledged signal is stored: its stream exists after all the kills.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

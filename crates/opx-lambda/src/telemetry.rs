@@ -96,7 +96,9 @@ pub fn emf_line(function: &str, timestamp: EpochMs, metrics: &[Metric]) -> Optio
             "Timestamp": timestamp.0,
             "CloudWatchMetrics": [{
                 "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [[METRIC_DIMENSION_FUNCTION]],
+                // Two dimension sets: the whole of opx (what the CDK app's alarms watch)
+                // and per function (for the dashboard).
+                "Dimensions": [[], [METRIC_DIMENSION_FUNCTION]],
                 "Metrics": definitions,
             }],
         }),
@@ -223,7 +225,7 @@ mod tests {
                     "Timestamp": 1_700_000_000_000_i64,
                     "CloudWatchMetrics": [{
                         "Namespace": "opx",
-                        "Dimensions": [["Function"]],
+                        "Dimensions": [[], ["Function"]],
                         "Metrics": [
                             {"Name": "IncidentsPromoted", "Unit": "Count"},
                             {"Name": "EndToEndLagMs", "Unit": "Milliseconds"}

@@ -515,31 +515,55 @@ async fn the_sweeper_stops_at_its_limits_and_before_the_deadline() {
 }
 
 #[tokio::test]
-async fn replay_verifies_the_whole_store_and_refuses_a_cursor() {
+async fn replay_verifies_in_slices_across_invocations_and_ends_with_the_whole_report() {
     let temp = fresh_store();
     ingest_storm_without_notifications(&temp.store).await;
     let harness = Harness::new();
     let invocation = harness.invocation("replay", "req-replay");
 
+    // No deadline: one invocation verifies everything.
     let request: ReplayRequest = serde_json::from_value(json!({"cursor": null})).unwrap();
-    let response = handle_replay(&temp.store, &invocation, &request)
+    let whole = handle_replay(&temp.store, &invocation, &request)
         .await
         .unwrap();
-    assert!(response.ok, "{:?}", response.report.divergences);
-    assert_eq!(response.next_cursor, None);
+    assert!(whole.ok, "{:?}", whole.report.divergences);
+    assert_eq!(whole.next_cursor, None);
     assert_eq!(
-        response.report.pending.len(),
+        whole.report.pending.len(),
         7,
         "pending work is reported, not divergent"
     );
-    let body = serde_json::to_value(&response).unwrap();
+    let body = serde_json::to_value(&whole).unwrap();
     assert!(body.get("next_cursor").is_some_and(Value::is_null));
 
-    let request: ReplayRequest = serde_json::from_value(json!({"cursor": "abc"})).unwrap();
-    let error = handle_replay(&temp.store, &invocation, &request)
+    // Less time left than the reserve: one slice per invocation, resumed by cursor.
+    let mut tight = harness.invocation("replay", "req-replay-slices");
+    tight.deadline = Some(opx_domain::time::EpochMs(harness.clock.now_ms() + 1_000));
+    let mut cursor: Option<String> = None;
+    let mut invocations = 0;
+    let last = loop {
+        invocations += 1;
+        let request: ReplayRequest =
+            serde_json::from_value(json!({"cursor": cursor, "slice_items": 2})).unwrap();
+        let response = handle_replay(&temp.store, &tight, &request).await.unwrap();
+        match response.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break response,
+        }
+        assert!(invocations < 1_000, "the slices end");
+    };
+    assert!(invocations > 3, "{invocations} invocations");
+    assert_eq!(last.report, whole.report);
+
+    let garbage: ReplayRequest = serde_json::from_value(json!({"cursor": "abc"})).unwrap();
+    let error = handle_replay(&temp.store, &invocation, &garbage)
         .await
         .unwrap_err();
     assert!(!error.is_retryable());
+    let zero: ReplayRequest = serde_json::from_value(json!({"slice_items": 0})).unwrap();
+    assert!(handle_replay(&temp.store, &invocation, &zero)
+        .await
+        .is_err());
     assert!(serde_json::from_value::<ReplayRequest>(json!({"cursr": "x"})).is_err());
 }
 
