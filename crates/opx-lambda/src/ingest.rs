@@ -17,7 +17,7 @@ use crate::invocation::Invocation;
 use crate::telemetry::{Metric, METRIC_SIGNALS_INGESTED, METRIC_SIGNALS_REJECTED};
 use opx_app::pipeline::{IngestOutcome, Pipeline};
 use opx_app::ports::{Publisher, Store};
-use opx_domain::source::{parse_value, Rejection};
+use opx_domain::source::{parse_payload, Rejection};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -65,7 +65,9 @@ pub async fn handle_signal_ingest<S: Store, P: Publisher>(
     let mut summary = IngestSummary::default();
     // The first failure to record an item; reported after every other item was handled.
     let mut failure: Option<HandlerError> = None;
-    match parse_value(payload, &pipeline.config().source) {
+    // The same parser, and so the same limits (payload size first), as `opx ingest` and
+    // `POST /signals`.
+    match parse_payload(&bytes, &pipeline.config().source) {
         Err(rejection) => {
             summary.items = 1;
             summary.rejected += 1;
