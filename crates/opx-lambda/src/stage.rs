@@ -269,6 +269,34 @@ pub(crate) async fn record_metrics<S: Store, P: Publisher>(
     ]);
 }
 
+/// The whole `main` of a stage function (detection, evidence, confidence, promotion):
+/// logging, the DynamoDB store and the pipeline built once per cold start, then the
+/// runtime loop over [`handle_stage`]. The stage publishes nothing: the fan-out publishes
+/// every commit from the events table's stream.
+pub async fn run_stage_function(
+    function: &'static str,
+    stage: Stage,
+) -> Result<(), lambda_runtime::Error> {
+    use crate::config::{connect_store, pipeline_config, ProcessEnvironment};
+    use crate::telemetry::{init_logging, StdoutMetrics};
+    use crate::{Invocation, SystemClock};
+    use lambda_runtime::{service_fn, LambdaEvent};
+    use opx_app::ports::NoPublisher;
+
+    init_logging();
+    let store = connect_store(&ProcessEnvironment)
+        .await
+        .map_err(|error| error.logged(function))?;
+    let config = pipeline_config().map_err(|error| error.logged(function))?;
+    let pipeline = Pipeline::new(&store, &NoPublisher, &config);
+    let (store, pipeline, clock, metrics) = (&store, &pipeline, &SystemClock, &StdoutMetrics);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation::from_lambda(function, &event.context, clock, metrics);
+        handle_stage(store, pipeline, stage, &invocation, &event.payload).await
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,32 +372,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The whole `main` of a stage function (detection, evidence, confidence, promotion):
-/// logging, the DynamoDB store and the pipeline built once per cold start, then the
-/// runtime loop over [`handle_stage`]. The stage publishes nothing: the fan-out publishes
-/// every commit from the events table's stream.
-pub async fn run_stage_function(
-    function: &'static str,
-    stage: Stage,
-) -> Result<(), lambda_runtime::Error> {
-    use crate::config::{connect_store, pipeline_config, ProcessEnvironment};
-    use crate::telemetry::{init_logging, StdoutMetrics};
-    use crate::{Invocation, SystemClock};
-    use lambda_runtime::{service_fn, LambdaEvent};
-    use opx_app::ports::NoPublisher;
-
-    init_logging();
-    let store = connect_store(&ProcessEnvironment)
-        .await
-        .map_err(|error| error.logged(function))?;
-    let config = pipeline_config().map_err(|error| error.logged(function))?;
-    let pipeline = Pipeline::new(&store, &NoPublisher, &config);
-    let (store, pipeline, clock, metrics) = (&store, &pipeline, &SystemClock, &StdoutMetrics);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let invocation = Invocation::from_lambda(function, &event.context, clock, metrics);
-        handle_stage(store, pipeline, stage, &invocation, &event.payload).await
-    }))
-    .await
 }
