@@ -3,67 +3,16 @@
 use crate::UsageError;
 use opx_app::pipeline::{read_all, Pipeline, PipelineConfig, PROJECTION_INCIDENT};
 use opx_app::ports::{NoPublisher, Store, StoreRead, READ_PAGE_SIZE_MAX};
-use opx_domain::correlation::{window_start, CorrelationKey, WindowMs};
-use opx_domain::event::EventEnvelope;
+use opx_domain::correlation::WindowMs;
 use opx_domain::hash::Digest;
-use opx_domain::incident::{self, Incident, IncidentEvent, IncidentId, IncidentState};
-use opx_domain::promotion::PromotionDecision;
-use opx_domain::record::{group_stream, ConfidenceAssessed, PipelineEvent};
+use opx_domain::incident::{self, Incident, IncidentId, IncidentState};
 use serde::Serialize;
-use std::collections::BTreeSet;
 
 /// Shortest incident-id prefix accepted, in hex characters.
 pub const ID_PREFIX_LEN_MIN: usize = 8;
-/// Most events read from one group stream for `opx show`.
-pub const SHOW_GROUP_EVENTS_MAX: usize = 20_000;
 
-/// One line of `opx incidents`.
-#[derive(Clone, Debug, Serialize)]
-pub struct IncidentRow {
-    /// The incident id (64 hex characters).
-    pub id: String,
-    /// Correlation key part 1.
-    pub environment: String,
-    /// Correlation key part 2.
-    pub service: String,
-    /// `SEV1` … `SEV4`.
-    pub severity: String,
-    /// `OPEN`, `ACKNOWLEDGED`, `MITIGATING`, `RESOLVED` or `CLOSED`.
-    pub state: String,
-    /// The lifecycle version (what `transition --expected-version` takes).
-    pub version: u64,
-    /// The earliest event time of its evidence, RFC 3339.
-    pub opened_at: String,
-    /// Evidence items attached.
-    pub evidence_count: u64,
-    /// Distinct alarms attached (up to the kept limit).
-    pub alarm_count: u64,
-    /// Recoveries recorded.
-    pub recovery_count: u64,
-    /// Who is assigned.
-    pub assignee: Option<String>,
-    /// Evidence arrived while RESOLVED.
-    pub fired_again: bool,
-}
-
-impl From<&Incident> for IncidentRow {
-    fn from(incident: &Incident) -> IncidentRow {
-        IncidentRow {
-            id: incident.id.to_string(),
-            environment: incident.environment.clone(),
-            service: incident.service.clone(),
-            severity: incident.severity.as_str().to_owned(),
-            state: incident.state.as_str().to_owned(),
-            version: incident.lifecycle_version,
-            opened_at: incident.opened_at.to_rfc3339(),
-            evidence_count: incident.evidence_count,
-            alarm_count: incident.alarms.len() as u64,
-            recovery_count: incident.recovery_count,
-            assignee: incident.assignee.clone(),
-            fired_again: incident.fired_again,
-        }
-    }
-}
+/// One incident in a list: the row of `opx incidents --json` (the API's list shape).
+pub use opx_api::views::IncidentSummary as IncidentRow;
 
 /// Every incident projection, page by page, filtered.
 pub async fn list_incidents<S: StoreRead>(
@@ -189,36 +138,8 @@ pub async fn resolve_incident_id<S: StoreRead>(
     }
 }
 
-/// A promotion decision about the incident, with the assessment it decided on.
-#[derive(Clone, Debug, Serialize)]
-pub struct DecisionView {
-    /// The decision's hash (what the incident's events name).
-    pub decision_hash: String,
-    /// Where the decision is recorded.
-    pub stream_id: String,
-    /// Its sequence in that stream.
-    pub sequence: u64,
-    /// The decision.
-    pub decision: PromotionDecision,
-    /// The assessment it decided on, with the per-factor breakdown.
-    pub assessment: Option<ConfidenceAssessed>,
-}
-
-/// One entry of the incident's timeline.
-#[derive(Clone, Debug, Serialize)]
-pub struct TimelineEntry {
-    /// Position in the incident stream.
-    pub sequence: u64,
-    /// The event type.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The event's hash.
-    pub hash: String,
-    /// The event payload.
-    pub event: serde_json::Value,
-    /// One line for people.
-    pub summary: String,
-}
+/// The views `opx show` shares with the incident API (one shape, one builder).
+pub use opx_api::views::{decisions_in, timeline_entry, DecisionView, TimelineEntry};
 
 /// Everything `opx show` prints.
 #[derive(Clone, Debug, Serialize)]
@@ -253,7 +174,7 @@ pub async fn show<S: Store>(
     let timeline = events
         .iter()
         .map(timeline_entry)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let decisions = decisions_for(store, &incident, config.window_ms).await?;
     Ok(ShowView {
         summary: IncidentRow::from(&incident),
@@ -263,147 +184,13 @@ pub async fn show<S: Store>(
     })
 }
 
-/// The promotion decisions naming the incident, from the group streams of its evidence's
-/// windows (every deciding window holds at least one of its members).
+/// The promotion decisions naming the incident (the API's builder).
 pub async fn decisions_for<S: StoreRead>(
     store: &S,
     incident: &Incident,
     window_ms: WindowMs,
 ) -> anyhow::Result<Vec<DecisionView>> {
-    let key = CorrelationKey {
-        environment: incident.environment.clone(),
-        service: incident.service.clone(),
-    };
-    let mut streams = BTreeSet::new();
-    streams.insert(group_stream(&incident.group_id));
-    for item in incident.evidence.values() {
-        streams.insert(group_stream(
-            &key.group_id(window_start(item.event_time, window_ms)),
-        ));
-    }
-    let mut decisions = Vec::new();
-    for stream_id in streams {
-        let events = read_all(store, &stream_id, SHOW_GROUP_EVENTS_MAX).await?;
-        decisions.extend(decisions_in(&events, |decision| {
-            decision.incident_id == Some(incident.id)
-        }));
-    }
-    decisions.sort_by_key(|view| (view.stream_id.clone(), view.sequence));
-    Ok(decisions)
-}
-
-/// The `PromotionDecided` events of one group stream that `keep` selects.
-pub fn decisions_in(
-    events: &[EventEnvelope],
-    keep: impl Fn(&PromotionDecision) -> bool,
-) -> Vec<DecisionView> {
-    let mut views = Vec::new();
-    for event in events
-        .iter()
-        .filter(|event| event.event_type == "PromotionDecided")
-    {
-        let Ok(PipelineEvent::PromotionDecided(decided)) =
-            PipelineEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
-        else {
-            continue;
-        };
-        if !keep(&decided.decision) {
-            continue;
-        }
-        let assessment = events
-            .iter()
-            .find(|candidate| candidate.sequence == decided.assessment_event.sequence)
-            .and_then(|candidate| {
-                match PipelineEvent::from_payload(
-                    &candidate.event_type,
-                    candidate.schema_version,
-                    &candidate.payload,
-                ) {
-                    Ok(PipelineEvent::ConfidenceAssessed(assessed)) => Some(assessed),
-                    _ => None,
-                }
-            });
-        views.push(DecisionView {
-            decision_hash: decided.decision.hash().to_string(),
-            stream_id: event.stream_id.clone(),
-            sequence: event.sequence,
-            decision: decided.decision.clone(),
-            assessment,
-        });
-    }
-    views
-}
-
-fn timeline_entry(event: &EventEnvelope) -> anyhow::Result<TimelineEntry> {
-    let decoded =
-        IncidentEvent::from_payload(&event.event_type, event.schema_version, &event.payload)
-            .map_err(|error| anyhow::anyhow!("{}#{}: {error}", event.stream_id, event.sequence))?;
-    let summary = match &decoded {
-        IncidentEvent::IncidentOpened(opened) => format!(
-            "opened by promotion with {} evidence item(s) (decision {})",
-            opened.evidence.len(),
-            short(&opened.decision_hash.to_string())
-        ),
-        IncidentEvent::EvidenceAttached(attached) => format!(
-            "{} evidence item(s) attached{} (decision {})",
-            attached.evidence.len(),
-            if attached.fired_again {
-                ", fired again while RESOLVED"
-            } else {
-                ""
-            },
-            short(&attached.decision_hash.to_string())
-        ),
-        IncidentEvent::RecoveryRecorded(recovery) => {
-            format!(
-                "{} recovered (OK) at {}",
-                recovery.alarm_name, recovery.event_time
-            )
-        }
-        IncidentEvent::IncidentTransitioned(transition) => format!(
-            "{} → {} by {} at {}: {} (lifecycle version {}){}{}",
-            transition.from,
-            transition.to,
-            transition.principal,
-            transition.at,
-            transition.reason,
-            transition.lifecycle_version,
-            transition
-                .close_as
-                .map(|close_as| format!(", closed as {close_as}"))
-                .unwrap_or_default(),
-            transition
-                .resolution_summary
-                .as_ref()
-                .map(|text| format!(", resolution: {text}"))
-                .unwrap_or_default()
-        ),
-        IncidentEvent::NoteAdded(note) => {
-            format!("note by {} at {}: {}", note.principal, note.at, note.text)
-        }
-        IncidentEvent::AssigneeChanged(change) => format!(
-            "assigned to {} by {} at {}{}",
-            change.to,
-            change.principal,
-            change.at,
-            change
-                .from
-                .as_ref()
-                .map(|from| format!(" (was {from})"))
-                .unwrap_or_default()
-        ),
-        IncidentEvent::SeverityChanged(change) => format!(
-            "severity {} → {} by {} at {}: {}",
-            change.from, change.to, change.principal, change.at, change.reason
-        ),
-    };
-    Ok(TimelineEntry {
-        sequence: event.sequence,
-        event_type: event.event_type.clone(),
-        hash: event.hash.to_string(),
-        event: serde_json::from_slice(&event.payload)?,
-        summary,
-    })
+    Ok(opx_api::views::decisions_for(store, incident, window_ms).await?)
 }
 
 /// The first 12 characters of a hash, for people.
