@@ -4,6 +4,9 @@
 //! SQLite run gives. moto handles about 250 requests a second, so the fault sample is a
 //! sample; every fault at every call runs on SQLite (`fault_injection.rs`).
 
+// The figures RELIABILITY.md reports are printed from helpers, not only from tests.
+#![allow(clippy::print_stderr)]
+
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use opx_app::pipeline::{IngestOutcome, Pipeline, PipelineError, PROJECTION_INCIDENT};
 use opx_app::ports::{NoPublisher, StoreRead};
@@ -16,7 +19,6 @@ use opx_tests::faults::{Fault, FaultPlan, FaultyPublisher, FaultyStore};
 use opx_tests::{default_config, fresh_store, incidents, run, storm};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// Concurrent deliveries, as the reliability issue asks.
 const DELIVERIES: usize = 32;

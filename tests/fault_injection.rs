@@ -2,6 +2,9 @@
 //! after its write was applied, or as a lost race — the pipeline, retried the way Lambda
 //! and EventBridge retry it, ends in exactly the state of a fault-free run.
 
+// The figures RELIABILITY.md reports are printed from helpers, not only from tests.
+#![allow(clippy::print_stderr)]
+
 use opx_app::pipeline::{Pipeline, PipelineConfig};
 use opx_app::ports::StoreRead;
 use opx_app::replay::{verify, VerifyOptions};
