@@ -6,7 +6,7 @@
 //! all together or not at all, and every write is conditional. A lost race is a typed
 //! [`Conflict`], never a silent overwrite.
 
-use opx_domain::event::{EventEnvelope, EventPointer};
+use opx_domain::event::{EventEnvelope, EventPointer, PAYLOAD_LEN_MAX, STREAM_ID_LEN_MAX};
 use opx_domain::hash::Digest;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -19,6 +19,11 @@ pub const READ_PAGE_SIZE_MAX: usize = 1000;
 pub const COMMIT_WRITES_MAX: usize = 48;
 /// Largest projection document, in bytes.
 pub const PROJECTION_LEN_MAX: usize = 256 * 1024;
+/// Longest key — idempotency key, projection kind or key, work-item key — in bytes. The
+/// tighter of DynamoDB's two key limits, so every backend accepts the same keys.
+pub const KEY_LEN_MAX: usize = 1024;
+/// Largest sequence number and projection version: SQLite stores them as signed 64-bit.
+pub const SEQUENCE_MAX: u64 = i64::MAX as u64;
 
 /// A pipeline stage that consumes a committed event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -158,6 +163,165 @@ impl Commit {
             + self.projections.len()
             + self.work_added.len()
             + self.work_done.len()
+    }
+
+    /// Checks everything about the commit that does not depend on stored data: the write
+    /// count, every limit, every event sealed over its content, and no item touched twice
+    /// (DynamoDB refuses two actions on one item in a transaction, so no backend accepts
+    /// it). Every backend calls this before it writes anything.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let writes = self.write_count();
+        if writes > COMMIT_WRITES_MAX {
+            return Err(invalid(format!(
+                "commit has {writes} writes, more than COMMIT_WRITES_MAX ({COMMIT_WRITES_MAX}); \
+                 split the step into smaller commits"
+            )));
+        }
+        for event in &self.events {
+            validate_event(event)?;
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for record in &self.idempotency {
+            check_key("idempotency key", &record.key)?;
+            if !keys.insert(record.key.as_str()) {
+                return Err(invalid(format!(
+                    "idempotency key {:?} appears twice in one commit; write each record once",
+                    shorten(&record.key)
+                )));
+            }
+        }
+        let mut projections = std::collections::BTreeSet::new();
+        for change in &self.projections {
+            let (kind, key) = validate_projection_change(change)?;
+            if !projections.insert((kind, key)) {
+                return Err(invalid(format!(
+                    "projection {kind}/{key} is changed twice in one commit; merge the changes \
+                     into one"
+                )));
+            }
+        }
+        let mut work = std::collections::BTreeSet::new();
+        for item in self.work_added.iter().chain(&self.work_done) {
+            check_sequence(&item.input.stream_id, item.input.sequence)?;
+            let key = item.key();
+            check_key("work item key", &key)?;
+            if !work.insert(key) {
+                return Err(invalid(format!(
+                    "work item {} appears twice in one commit (added and done, or listed \
+                     twice); list it once",
+                    item.key()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> StoreError {
+    StoreError::Invalid(message)
+}
+
+/// Hostile input can be long; error messages quote only its start.
+pub fn shorten(text: &str) -> &str {
+    let mut end = text.len().min(80);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A key every backend accepts: 1 to [`KEY_LEN_MAX`] bytes.
+pub fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > KEY_LEN_MAX {
+        return Err(invalid(format!(
+            "{what} {:?} is {} bytes; it must be 1 to KEY_LEN_MAX ({KEY_LEN_MAX}) bytes",
+            shorten(key),
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_sequence(stream: &str, sequence: u64) -> Result<(), StoreError> {
+    if sequence == 0 || sequence > SEQUENCE_MAX {
+        return Err(invalid(format!(
+            "stream {stream}: sequence {sequence} is out of range; sequences start at 1 and \
+             are at most SEQUENCE_MAX ({SEQUENCE_MAX})"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_event(event: &EventEnvelope) -> Result<(), StoreError> {
+    let stream = &event.stream_id;
+    if stream.is_empty() || stream.len() > STREAM_ID_LEN_MAX {
+        return Err(invalid(format!(
+            "event stream id {:?} is {} bytes; it must be 1 to STREAM_ID_LEN_MAX \
+             ({STREAM_ID_LEN_MAX}) bytes",
+            shorten(stream),
+            stream.len()
+        )));
+    }
+    check_sequence(stream, event.sequence)?;
+    if event.event_type.is_empty() {
+        return Err(invalid(format!(
+            "event {stream}#{}: event_type is empty; name the event",
+            event.sequence
+        )));
+    }
+    if event.payload.len() > PAYLOAD_LEN_MAX {
+        return Err(invalid(format!(
+            "event {stream}#{}: payload is {} bytes, more than PAYLOAD_LEN_MAX \
+             ({PAYLOAD_LEN_MAX}); store large content elsewhere and reference it",
+            event.sequence,
+            event.payload.len()
+        )));
+    }
+    // A store that accepted an envelope whose hash does not cover its content would carry
+    // a chain that fails verification from the moment it is written.
+    let computed = event.computed_hash();
+    if computed != event.hash {
+        return Err(invalid(format!(
+            "event {stream}#{}: hash {} does not match its content (which hashes to {}); seal \
+             events with EventEnvelope::seal and do not change them afterwards",
+            event.sequence, event.hash, computed
+        )));
+    }
+    Ok(())
+}
+
+/// Returns the projection's (kind, key).
+fn validate_projection_change(change: &ProjectionChange) -> Result<(&str, &str), StoreError> {
+    match change {
+        ProjectionChange::Put {
+            projection,
+            expected_version,
+        } => {
+            check_key("projection kind", &projection.kind)?;
+            check_key("projection key", &projection.key)?;
+            let name = format!("projection {}/{}", projection.kind, projection.key);
+            if projection.document.len() > PROJECTION_LEN_MAX {
+                return Err(invalid(format!(
+                    "{name}: document is {} bytes, more than PROJECTION_LEN_MAX \
+                     ({PROJECTION_LEN_MAX}); keep projections small and page large content",
+                    projection.document.len()
+                )));
+            }
+            let floor = expected_version.unwrap_or(0);
+            if projection.version <= floor || projection.version > SEQUENCE_MAX {
+                return Err(invalid(format!(
+                    "{name}: new version {} must be greater than the expected version ({floor}) \
+                     and at most SEQUENCE_MAX ({SEQUENCE_MAX})",
+                    projection.version
+                )));
+            }
+            Ok((&projection.kind, &projection.key))
+        }
+        ProjectionChange::Delete { kind, key, .. } => {
+            check_key("projection kind", kind)?;
+            check_key("projection key", key)?;
+            Ok((kind, key))
+        }
     }
 }
 

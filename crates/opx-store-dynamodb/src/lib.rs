@@ -81,9 +81,9 @@ pub const ITEM_LEN_MAX: usize = 400 * 1024;
 pub const TRANSACTION_ACTIONS_MAX: usize = 100;
 /// Largest aggregate item size of one `TransactWriteItems` (4 MB).
 pub const TRANSACTION_LEN_MAX: usize = 4 * 1024 * 1024;
-/// Longest key (idempotency key, projection kind and key, stream id as a sort key):
-/// DynamoDB's limit for a sort key value.
-pub const KEY_LEN_MAX: usize = 1024;
+/// Longest key (idempotency key, projection kind and key, stream id as a sort key): the
+/// ports' limit, DynamoDB's limit for a sort key value.
+pub use opx_app::ports::KEY_LEN_MAX;
 /// How often a commit cancelled by contention or throttling is sent (the first attempt
 /// included) before it fails as [`StoreError::Unavailable`].
 pub const COMMIT_ATTEMPTS_MAX: u32 = 5;

@@ -9,13 +9,14 @@ use crate::items::{
     self, attribute, kind, EventItem, EventKey, IdempotencyItem, Item, ProjectionItem,
     ProjectionKey, StreamItem, INTERNAL_KIND_PREFIX, ITEM_FORMAT,
 };
-use crate::{TableNames, ITEM_LEN_MAX, KEY_LEN_MAX, TRANSACTION_ACTIONS_MAX, TRANSACTION_LEN_MAX};
+use crate::{TableNames, ITEM_LEN_MAX, TRANSACTION_ACTIONS_MAX, TRANSACTION_LEN_MAX};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
-use opx_app::ports::{Commit, ProjectionChange, StoreError, COMMIT_WRITES_MAX, PROJECTION_LEN_MAX};
-use opx_domain::event::{EventEnvelope, EventPointer, PAYLOAD_LEN_MAX, STREAM_ID_LEN_MAX};
+pub(crate) use opx_app::ports::{check_key, shorten};
+use opx_app::ports::{Commit, ProjectionChange, StoreError};
+use opx_domain::event::{EventEnvelope, EventPointer};
 use opx_domain::hash::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -111,125 +112,17 @@ pub(crate) enum Built {
     Broken { checks: Plan, at: EventPointer },
 }
 
-/// Checks everything about a commit that does not depend on stored data.
+/// Checks everything about a commit that does not depend on stored data: the ports'
+/// [`Commit::validate`], and that no projection kind is one the store keeps for itself.
 pub(crate) fn validate(commit: &Commit) -> Result<(), StoreError> {
-    let writes = commit.write_count();
-    if writes > COMMIT_WRITES_MAX {
-        return Err(invalid(format!(
-            "commit has {writes} writes, more than COMMIT_WRITES_MAX ({COMMIT_WRITES_MAX}); \
-             split the step into smaller commits"
-        )));
-    }
-    for event in &commit.events {
-        validate_event(event)?;
-    }
-    let mut keys = BTreeSet::new();
-    for record in &commit.idempotency {
-        check_key("idempotency key", &record.key)?;
-        if !keys.insert(record.key.as_str()) {
-            return Err(invalid(format!(
-                "idempotency key {:?} appears twice in one commit; DynamoDB cannot write one \
-                 item twice in a transaction: write each record once",
-                shorten(&record.key)
-            )));
-        }
-    }
-    let mut projections = BTreeSet::new();
+    commit.validate()?;
     for change in &commit.projections {
-        let (kind, key) = validate_projection_change(change)?;
-        if !projections.insert((kind, key)) {
-            return Err(invalid(format!(
-                "projection {kind}/{key} is changed twice in one commit; DynamoDB cannot write \
-                 one item twice in a transaction: merge the changes into one"
-            )));
-        }
-    }
-    let mut work = BTreeSet::new();
-    for item in commit.work_added.iter().chain(&commit.work_done) {
-        check_sequence(&item.input.stream_id, item.input.sequence)?;
-        let key = item.key();
-        check_key("work item key", &key)?;
-        if !work.insert(key) {
-            return Err(invalid(format!(
-                "work item {} appears twice in one commit (added and done, or listed twice); \
-                 list it once",
-                item.key()
-            )));
+        match change {
+            ProjectionChange::Put { projection, .. } => check_kind(&projection.kind)?,
+            ProjectionChange::Delete { kind, .. } => check_kind(kind)?,
         }
     }
     Ok(())
-}
-
-fn validate_event(event: &EventEnvelope) -> Result<(), StoreError> {
-    let stream = &event.stream_id;
-    if stream.is_empty() || stream.len() > STREAM_ID_LEN_MAX {
-        return Err(invalid(format!(
-            "event stream id {:?} is {} bytes; it must be 1 to STREAM_ID_LEN_MAX \
-             ({STREAM_ID_LEN_MAX}) bytes",
-            shorten(stream),
-            stream.len()
-        )));
-    }
-    check_sequence(stream, event.sequence)?;
-    if event.event_type.is_empty() {
-        return Err(invalid(format!(
-            "event {stream}#{}: event_type is empty; name the event",
-            event.sequence
-        )));
-    }
-    if event.payload.len() > PAYLOAD_LEN_MAX {
-        return Err(invalid(format!(
-            "event {stream}#{}: payload is {} bytes, more than PAYLOAD_LEN_MAX \
-             ({PAYLOAD_LEN_MAX}); store large content elsewhere and reference it",
-            event.sequence,
-            event.payload.len()
-        )));
-    }
-    // A store that accepted an envelope whose hash does not cover its content would carry
-    // a chain that fails verification from the moment it is written.
-    let computed = event.computed_hash();
-    if computed != event.hash {
-        return Err(invalid(format!(
-            "event {stream}#{}: hash {} does not match its content (which hashes to {}); seal \
-             events with EventEnvelope::seal and do not change them afterwards",
-            event.sequence, event.hash, computed
-        )));
-    }
-    Ok(())
-}
-
-/// Returns the projection's (kind, key).
-fn validate_projection_change(change: &ProjectionChange) -> Result<(&str, &str), StoreError> {
-    match change {
-        ProjectionChange::Put {
-            projection,
-            expected_version,
-        } => {
-            check_kind(&projection.kind)?;
-            check_key("projection key", &projection.key)?;
-            let name = format!("projection {}/{}", projection.kind, projection.key);
-            if projection.document.len() > PROJECTION_LEN_MAX {
-                return Err(invalid(format!(
-                    "{name}: document is {} bytes, more than PROJECTION_LEN_MAX \
-                     ({PROJECTION_LEN_MAX}); keep projections small and page large content",
-                    projection.document.len()
-                )));
-            }
-            let floor = expected_version.unwrap_or(0);
-            if projection.version <= floor {
-                return Err(invalid(format!(
-                    "{name}: new version {} must be greater than the expected version ({floor})",
-                    projection.version,
-                )));
-            }
-            Ok((&projection.kind, &projection.key))
-        }
-        ProjectionChange::Delete { kind, key, .. } => {
-            check_kind(kind)?;
-            check_key("projection key", key)?;
-            Ok((kind, key))
-        }
-    }
 }
 
 /// A caller's projection kind: a valid key that is not store-internal.
@@ -240,27 +133,6 @@ pub(crate) fn check_kind(kind: &str) -> Result<(), StoreError> {
             "projection kind {:?} starts with {INTERNAL_KIND_PREFIX:?}, which the DynamoDB store \
              keeps for its own items (~stream, ~work, ~reject); choose another kind",
             shorten(kind)
-        )));
-    }
-    Ok(())
-}
-
-/// A key DynamoDB accepts as a sort key (the tighter of its two key limits).
-pub(crate) fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.len() > KEY_LEN_MAX {
-        return Err(invalid(format!(
-            "{what} {:?} is {} bytes; it must be 1 to KEY_LEN_MAX ({KEY_LEN_MAX}) bytes",
-            shorten(key),
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_sequence(stream: &str, sequence: u64) -> Result<(), StoreError> {
-    if sequence == 0 {
-        return Err(invalid(format!(
-            "stream {stream}: sequence 0 is out of range; sequences start at 1"
         )));
     }
     Ok(())
@@ -671,19 +543,10 @@ fn invalid(message: String) -> StoreError {
     StoreError::Invalid(message)
 }
 
-/// Hostile input can be long; error messages quote only its start.
-pub(crate) fn shorten(text: &str) -> &str {
-    let mut end = text.len().min(80);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opx_app::ports::{IdempotencyRecord, Projection, Stage, WorkItem};
+    use opx_app::ports::{IdempotencyRecord, Projection, Stage, WorkItem, PROJECTION_LEN_MAX};
 
     fn tables() -> TableNames {
         TableNames::for_prefix("opx").unwrap()

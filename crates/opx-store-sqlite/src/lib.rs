@@ -80,9 +80,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Longest idempotency key, projection kind or projection key accepted, in bytes. Matches
-/// DynamoDB's sort-key limit so that both backends refuse the same keys.
-pub const KEY_LEN_MAX: usize = 1024;
+/// Longest idempotency key, projection kind or projection key accepted, in bytes: the
+/// ports' limit, which every backend honours.
+pub use opx_app::ports::KEY_LEN_MAX;
 
 /// Prepared statements kept per connection: more than the store has, so none is
 /// re-prepared.

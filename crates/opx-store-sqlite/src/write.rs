@@ -6,158 +6,20 @@
 //! result code as a second line of defence. No error message text is ever inspected.
 
 use crate::error::store_error;
-use crate::KEY_LEN_MAX;
 use opx_app::ports::{
     Commit, Conflict, IdempotencyRecord, ProjectionChange, RejectRecord, StoreError, WorkItem,
-    COMMIT_WRITES_MAX, PROJECTION_LEN_MAX, REJECT_EXCERPT_LEN_MAX,
+    REJECT_EXCERPT_LEN_MAX,
 };
-use opx_domain::event::{EventEnvelope, EventPointer, PAYLOAD_LEN_MAX, STREAM_ID_LEN_MAX};
+use opx_domain::event::{EventEnvelope, EventPointer};
 use opx_domain::hash::Digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-/// Checks everything about a commit that does not depend on stored data. Runs before any
-/// transaction starts, so a malformed request never takes the write lock.
+/// Checks everything about a commit that does not depend on stored data (the ports'
+/// [`Commit::validate`]). Runs before any transaction starts, so a malformed request never
+/// takes the write lock.
 pub(crate) fn validate(commit: &Commit) -> Result<(), StoreError> {
-    let writes = commit.write_count();
-    if writes > COMMIT_WRITES_MAX {
-        return Err(invalid(format!(
-            "commit has {writes} writes, more than COMMIT_WRITES_MAX ({COMMIT_WRITES_MAX}); \
-             split the step into smaller commits"
-        )));
-    }
-    for event in &commit.events {
-        validate_event(event)?;
-    }
-    let mut keys = BTreeSet::new();
-    for record in &commit.idempotency {
-        check_key("idempotency key", &record.key)?;
-        if !keys.insert(record.key.as_str()) {
-            return Err(invalid(format!(
-                "idempotency key {:?} appears twice in one commit; write each record once",
-                record.key
-            )));
-        }
-    }
-    let mut projections = BTreeSet::new();
-    for change in &commit.projections {
-        let (kind, key) = validate_projection_change(change)?;
-        if !projections.insert((kind, key)) {
-            return Err(invalid(format!(
-                "projection {kind}/{key} is changed twice in one commit; merge the changes \
-                 into one"
-            )));
-        }
-    }
-    let mut work = BTreeSet::new();
-    for item in commit.work_added.iter().chain(&commit.work_done) {
-        check_sequence(&item.input.stream_id, item.input.sequence)?;
-        let key = item.key();
-        check_key("work item key", &key)?;
-        if !work.insert(key) {
-            return Err(invalid(format!(
-                "work item {} appears twice in one commit (added and done, or listed twice); \
-                 list it once",
-                item.key()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_event(event: &EventEnvelope) -> Result<(), StoreError> {
-    let stream = &event.stream_id;
-    if stream.is_empty() || stream.len() > STREAM_ID_LEN_MAX {
-        return Err(invalid(format!(
-            "event stream id {:?} is {} bytes; it must be 1 to STREAM_ID_LEN_MAX \
-             ({STREAM_ID_LEN_MAX}) bytes",
-            shorten(stream),
-            stream.len()
-        )));
-    }
-    check_sequence(stream, event.sequence)?;
-    if event.event_type.is_empty() {
-        return Err(invalid(format!(
-            "event {stream}#{}: event_type is empty; name the event",
-            event.sequence
-        )));
-    }
-    if event.payload.len() > PAYLOAD_LEN_MAX {
-        return Err(invalid(format!(
-            "event {stream}#{}: payload is {} bytes, more than PAYLOAD_LEN_MAX \
-             ({PAYLOAD_LEN_MAX}); store large content elsewhere and reference it",
-            event.sequence,
-            event.payload.len()
-        )));
-    }
-    // A store that accepted an envelope whose hash does not cover its content would carry
-    // a chain that fails verification from the moment it is written.
-    let computed = event.computed_hash();
-    if computed != event.hash {
-        return Err(invalid(format!(
-            "event {stream}#{}: hash {} does not match its content (which hashes to {}); seal \
-             events with EventEnvelope::seal and do not change them afterwards",
-            event.sequence, event.hash, computed
-        )));
-    }
-    Ok(())
-}
-
-/// Returns the projection's (kind, key).
-fn validate_projection_change(change: &ProjectionChange) -> Result<(&str, &str), StoreError> {
-    match change {
-        ProjectionChange::Put {
-            projection,
-            expected_version,
-        } => {
-            check_key("projection kind", &projection.kind)?;
-            check_key("projection key", &projection.key)?;
-            let name = format!("projection {}/{}", projection.kind, projection.key);
-            if projection.document.len() > PROJECTION_LEN_MAX {
-                return Err(invalid(format!(
-                    "{name}: document is {} bytes, more than PROJECTION_LEN_MAX \
-                     ({PROJECTION_LEN_MAX}); keep projections small and page large content",
-                    projection.document.len()
-                )));
-            }
-            let floor = expected_version.unwrap_or(0);
-            if projection.version <= floor || i64::try_from(projection.version).is_err() {
-                return Err(invalid(format!(
-                    "{name}: new version {} must be greater than the expected version ({}) \
-                     and at most {}",
-                    projection.version,
-                    floor,
-                    i64::MAX
-                )));
-            }
-            Ok((&projection.kind, &projection.key))
-        }
-        ProjectionChange::Delete { kind, key, .. } => {
-            check_key("projection kind", kind)?;
-            check_key("projection key", key)?;
-            Ok((kind, key))
-        }
-    }
-}
-
-fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.len() > KEY_LEN_MAX {
-        return Err(invalid(format!(
-            "{what} {:?} is {} bytes; it must be 1 to KEY_LEN_MAX ({KEY_LEN_MAX}) bytes",
-            shorten(key),
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_sequence(stream: &str, sequence: u64) -> Result<(), StoreError> {
-    if sequence == 0 || i64::try_from(sequence).is_err() {
-        return Err(invalid(format!(
-            "stream {stream}: sequence {sequence} is out of range; sequences start at 1"
-        )));
-    }
-    Ok(())
+    commit.validate()
 }
 
 /// Applies one validated commit on `connection`, which must already be inside a write
@@ -596,13 +458,4 @@ fn sequence_param(value: u64) -> i64 {
 
 fn invalid(message: String) -> StoreError {
     StoreError::Invalid(message)
-}
-
-/// Hostile input can be long; error messages quote only its start.
-fn shorten(text: &str) -> &str {
-    let mut end = text.len().min(80);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
