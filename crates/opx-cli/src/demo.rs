@@ -106,7 +106,9 @@ pub async fn run(global: &GlobalArgs, keep: Option<PathBuf>) -> anyhow::Result<u
     narrator.say(format!("opx demo — a fresh store at {}", path.display()));
     narrator.say("");
     narrator.say("1. Ingesting an alarm storm, one payload at a time (as it would arrive):");
-    let mut ingestor = Ingestor::new(&store, &config);
+    // The demo announces nothing: it is a fresh local store.
+    let publisher = crate::publish::CliPublisher::Nothing;
+    let mut ingestor = Ingestor::new(&store, &publisher, &config);
     ingestor.print_rejects = false;
     let mut reader = PayloadReader::new(SAMPLE.as_bytes());
     while let Some(raw) = reader.next_payload()? {

@@ -1,8 +1,9 @@
 //! Human actions from the command line: transition, note, assign, severity.
 
+use crate::publish::CliPublisher;
 use crate::{config, query, store, GlobalArgs, UsageError, EXIT_OK};
 use opx_app::pipeline::{Pipeline, PipelineError};
-use opx_app::ports::{Clock, NoPublisher};
+use opx_app::ports::Clock;
 use opx_domain::incident::{CloseAs, IncidentCommand, IncidentError, IncidentState, Principal};
 use opx_domain::signal::Severity;
 use opx_domain::time::EpochMs;
@@ -80,7 +81,8 @@ pub async fn run(
     let config = config::pipeline_config(global.rules.as_deref())?;
     let store = store::open(&global.store)?;
     let incident_id = query::resolve_incident_id(&store, id).await?;
-    let pipeline = Pipeline::new(&store, &NoPublisher, &config);
+    let publisher = CliPublisher::open(global.bus.as_deref()).await;
+    let pipeline = Pipeline::new(&store, &publisher, &config);
     let before = pipeline
         .load_incident(&incident_id)
         .await?

@@ -6,10 +6,11 @@
 //! Everything is idempotent, so re-running an interrupted ingest converges to the state
 //! of an uninterrupted run.
 
+use crate::publish::CliPublisher;
 use crate::reader::{PayloadReader, RawPayload};
 use crate::{EXIT_OK, EXIT_REFUSED};
 use opx_app::pipeline::{DrainReport, IngestOutcome, Pipeline, PipelineConfig};
-use opx_app::ports::{NoPublisher, RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
+use opx_app::ports::{RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
 use opx_domain::hash::{Digest, FieldHasher};
 use opx_domain::incident::IncidentId;
 use opx_domain::signal::{truncate_utf8, Signal, SourceKind};
@@ -123,7 +124,7 @@ pub struct IngestSummary {
 /// Ingests payloads through a pipeline and keeps the totals.
 pub struct Ingestor<'a, S: Store> {
     store: &'a S,
-    pipeline: Pipeline<'a, S, NoPublisher>,
+    pipeline: Pipeline<'a, S, CliPublisher>,
     /// Print `rejected FILE:INDEX: ...` lines on stderr.
     pub print_rejects: bool,
     summary: IngestSummary,
@@ -132,11 +133,11 @@ pub struct Ingestor<'a, S: Store> {
 }
 
 impl<'a, S: Store> Ingestor<'a, S> {
-    /// An ingestor over `store` deciding with `config`.
-    pub fn new(store: &'a S, config: &'a PipelineConfig) -> Self {
+    /// An ingestor over `store` deciding with `config`, announcing commits on `publisher`.
+    pub fn new(store: &'a S, publisher: &'a CliPublisher, config: &'a PipelineConfig) -> Self {
         Ingestor {
             store,
-            pipeline: Pipeline::new(store, &NoPublisher, config),
+            pipeline: Pipeline::new(store, publisher, config),
             print_rejects: true,
             summary: IngestSummary::default(),
             created: BTreeSet::new(),
@@ -145,7 +146,7 @@ impl<'a, S: Store> Ingestor<'a, S> {
     }
 
     /// The pipeline.
-    pub fn pipeline(&self) -> &Pipeline<'a, S, NoPublisher> {
+    pub fn pipeline(&self) -> &Pipeline<'a, S, CliPublisher> {
         &self.pipeline
     }
 
@@ -325,13 +326,14 @@ fn open_input(name: &str) -> anyhow::Result<Box<dyn BufRead>> {
 /// `opx ingest FILE...`: returns the exit code (0 nothing refused, 1 something refused).
 pub async fn run<S: Store>(
     store: &S,
+    publisher: &CliPublisher,
     config: &PipelineConfig,
     files: &[String],
     json: bool,
 ) -> anyhow::Result<u8> {
     let stdin = ["-".to_owned()];
     let inputs: &[String] = if files.is_empty() { &stdin } else { files };
-    let mut ingestor = Ingestor::new(store, config);
+    let mut ingestor = Ingestor::new(store, publisher, config);
     let progress = std::io::stderr().is_terminal();
     for name in inputs {
         let mut reader = PayloadReader::new(open_input(name)?);
@@ -371,10 +373,11 @@ pub async fn run<S: Store>(
 /// `opx resume`: carries pending work through.
 pub async fn resume<S: Store>(
     store: &S,
+    publisher: &CliPublisher,
     config: &PipelineConfig,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let mut ingestor = Ingestor::new(store, config);
+    let mut ingestor = Ingestor::new(store, publisher, config);
     let report = ingestor.drain().await?;
     let summary = ingestor.summary();
     if json {

@@ -23,6 +23,7 @@ mod config;
 mod demo;
 mod human;
 mod ingest;
+mod publish;
 mod query;
 mod reader;
 mod serve;
@@ -69,6 +70,10 @@ pub struct GlobalArgs {
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Also announce every commit on this EventBridge bus (as the `fanout` function does on
+    /// AWS). Without it the command runs every stage in process and publishes nothing.
+    #[arg(long, global = true, env = "OPX_BUS", value_name = "NAME")]
+    pub bus: Option<String>,
     /// A directory of rule files (`*.yaml`) to use instead of the built-in default rules
     /// (for `replay what-if`: the proposed rules).
     #[arg(long, global = true, value_name = "DIR")]
@@ -380,14 +385,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Ingest { files } => {
             let config = config::pipeline_config(global.rules.as_deref())?;
             let store = store::open(&global.store)?;
-            let code = ingest::run(&store, &config, &files, global.json).await;
+            let publisher = publish::CliPublisher::open(global.bus.as_deref()).await;
+            let code = ingest::run(&store, &publisher, &config, &files, global.json).await;
             store.close()?;
             code
         }
         Command::Resume => {
             let config = config::pipeline_config(global.rules.as_deref())?;
             let store = store::open(&global.store)?;
-            let code = ingest::resume(&store, &config, global.json).await;
+            let publisher = publish::CliPublisher::open(global.bus.as_deref()).await;
+            let code = ingest::resume(&store, &publisher, &config, global.json).await;
             store.close()?;
             code
         }

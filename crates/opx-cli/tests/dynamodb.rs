@@ -157,3 +157,136 @@ fn a_bad_prefix_is_a_usage_error_and_missing_tables_say_to_run_init() {
     assert_eq!(code(&missing), 1, "{}", stderr(&missing));
     assert!(stderr(&missing).contains("init"), "{}", stderr(&missing));
 }
+
+/// A bus whose every `opx` event lands in a fresh SQS queue, on moto; returns the bus name,
+/// the queue URL and the SQS client.
+async fn bus_with_queue() -> (String, String, aws_sdk_sqs::Client) {
+    use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
+    let credentials = Credentials::new("test", "test", None, None, "opx-cli-tests");
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .build(),
+    );
+    let bus = format!("{}-bus", unique_prefix());
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("{}-q", unique_prefix()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn_attribute = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(arn_attribute.clone())
+        .send()
+        .await
+        .unwrap();
+    let queue_arn = attributes.attributes.unwrap()[&arn_attribute].clone();
+    events
+        .put_rule()
+        .name("all-opx")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":["opx"]}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("all-opx")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (bus, queue_url, sqs)
+}
+
+#[test]
+fn with_a_bus_named_every_commit_is_announced_by_pointer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (bus, queue_url, sqs) = runtime.block_on(bus_with_queue());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sample.ndjson");
+    std::fs::write(&input, SAMPLE).unwrap();
+    let store = format!("dynamodb:{}", unique_prefix());
+    assert_eq!(code(&opx(&store, &["init"])), 0);
+    let ingest = opx(&store, &["--bus", &bus, "ingest", input.to_str().unwrap()]);
+    assert_eq!(
+        code(&ingest),
+        1,
+        "one malformed payload: {}",
+        stderr(&ingest)
+    );
+    let verify = json(&opx(&store, &["--json", "replay", "verify"]), "verify");
+    let events_stored = verify["report"]["events"].as_u64().unwrap();
+
+    let announced: Vec<Value> = runtime.block_on(async {
+        let mut bodies = Vec::new();
+        let mut empty = 0;
+        while empty < 3 {
+            let received = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for message in messages {
+                bodies.push(serde_json::from_str(message.body().unwrap()).unwrap());
+                sqs.delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        bodies
+    });
+    assert_eq!(
+        announced.len() as u64,
+        events_stored,
+        "one announcement per event"
+    );
+    for body in &announced {
+        let detail = &body["detail"];
+        assert_eq!(body["source"], "opx");
+        assert_eq!(body["detail-type"], detail["event_type"]);
+        assert!(detail["stream_id"].is_string() && detail["sequence"].is_u64());
+        assert_eq!(detail["hash"].as_str().map(str::len), Some(64), "{detail}");
+        assert!(
+            detail.get("payload").is_none(),
+            "never the decision data: {detail}"
+        );
+    }
+}
