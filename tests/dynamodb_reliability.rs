@@ -7,80 +7,22 @@
 // The figures RELIABILITY.md reports are printed from helpers, not only from tests.
 #![allow(clippy::print_stderr)]
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use opx_app::pipeline::{IngestOutcome, Pipeline, PipelineError, PROJECTION_INCIDENT};
+use opx_app::pipeline::{IngestOutcome, Pipeline, PipelineError};
 use opx_app::ports::{NoPublisher, StoreRead};
 use opx_app::replay::{verify, VerifyOptions};
 use opx_domain::incident::{Incident, IncidentCommand, IncidentError, IncidentState, Principal};
 use opx_domain::signal::Signal;
 use opx_domain::time::EpochMs;
-use opx_store_dynamodb::{retry_config, DynamoStore, TableNames};
+use opx_store_dynamodb::DynamoStore;
+use opx_tests::dynamo::{another_handle, dynamo_incidents, fresh_dynamo};
 use opx_tests::faults::{Fault, FaultPlan, FaultyPublisher, FaultyStore};
 use opx_tests::{default_config, fresh_store, incidents, run, storm};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Concurrent deliveries, as the reliability issue asks.
 const DELIVERIES: usize = 32;
 /// Faults injected per kind on DynamoDB (spread over the scenario's calls).
 const FAULT_SAMPLES_PER_KIND: u64 = 4;
-
-#[allow(clippy::disallowed_methods)]
-fn client() -> aws_sdk_dynamodb::Client {
-    let endpoint = match std::env::var("OPX_DYNAMODB_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => panic!(
-            "OPX_DYNAMODB_ENDPOINT is not set: run these tests through scripts/with-moto, \
-             which starts moto on loopback: `scripts/with-moto cargo test -p opx-tests`"
-        ),
-    };
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "opx-tests"))
-        .retry_config(retry_config())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
-async fn fresh_dynamo(name: &str) -> DynamoStore {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = format!(
-        "rel-{name}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let store = DynamoStore::new(client(), TableNames::for_prefix(&prefix).expect("prefix"));
-    store.create_tables().await.expect("tables");
-    store
-}
-
-/// Another handle on the same tables, with its own client, as another Lambda instance has.
-fn another_handle(store: &DynamoStore) -> DynamoStore {
-    DynamoStore::new(client(), store.tables().clone())
-}
-
-async fn dynamo_incidents(store: &DynamoStore) -> BTreeMap<String, Incident> {
-    let mut out = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_projections(PROJECTION_INCIDENT, cursor.as_deref(), 100)
-            .await
-            .expect("list");
-        for projection in page.items {
-            out.insert(
-                projection.key,
-                serde_json::from_slice(&projection.document).expect("incident"),
-            );
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return out,
-        }
-    }
-}
 
 async fn assert_verifies(store: &DynamoStore) {
     let report = verify(store, &VerifyOptions::default())

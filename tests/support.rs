@@ -1,6 +1,8 @@
 //! Shared helpers for the scenario tests: a fresh SQLite store, real-shaped payloads, and
 //! a canonical summary of the incidents a run produced.
 
+#[path = "dynamo.rs"]
+pub mod dynamo;
 #[path = "faults.rs"]
 pub mod faults;
 

@@ -588,12 +588,23 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             .read_stream(&pointer.stream_id, pointer.sequence, 1)
             .await?;
         match events.pop() {
-            Some(event) if event.sequence == pointer.sequence && event.hash == pointer.hash => {
+            // The stored hash must be the pointer's and must cover the stored content: a
+            // stage never decides on an event altered after it was written.
+            Some(event)
+                if event.sequence == pointer.sequence
+                    && event.hash == pointer.hash
+                    && event.computed_hash() == event.hash =>
+            {
                 Ok(event)
             }
             Some(event) => Err(PipelineError::Corrupt(format!(
-                "{}#{} hashes to {} but the pointer says {}",
-                pointer.stream_id, pointer.sequence, event.hash, pointer.hash
+                "{}#{} is stored with hash {} and its content hashes to {}, but the pointer says \
+                 {}; stop and run `opx replay verify`",
+                pointer.stream_id,
+                pointer.sequence,
+                event.hash,
+                event.computed_hash(),
+                pointer.hash
             ))),
             None => Err(PipelineError::Corrupt(format!(
                 "{}#{} named by a work item does not exist",

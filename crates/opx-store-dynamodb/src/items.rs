@@ -88,9 +88,12 @@ impl EventItem {
     }
 
     /// The envelope, checked: the format is known and the hash covers the content.
-    pub fn into_envelope(self) -> Result<EventEnvelope, StoreError> {
+    /// The envelope as stored, not re-hashed: what `read_stream` returns, as every store
+    /// does, so `opx replay verify` sees an altered item and names it in its report (the
+    /// pipeline re-hashes the one event it consumes; see `Pipeline::read_pointer`).
+    pub fn into_stored_envelope(self) -> Result<EventEnvelope, StoreError> {
         check_format("event", &self.stream_id, self.format)?;
-        let envelope = EventEnvelope {
+        Ok(EventEnvelope {
             stream_id: self.stream_id,
             sequence: self.sequence,
             event_type: self.event_type,
@@ -98,7 +101,12 @@ impl EventItem {
             payload: self.payload,
             previous_hash: self.previous_hash,
             hash: self.hash,
-        };
+        })
+    }
+
+    /// The envelope, refused when its content does not hash to its stored hash.
+    pub fn into_envelope(self) -> Result<EventEnvelope, StoreError> {
+        let envelope = self.into_stored_envelope()?;
         let computed = envelope.computed_hash();
         if computed != envelope.hash {
             return Err(StoreError::Corrupt(format!(

@@ -183,7 +183,7 @@ impl DynamoStore {
         let page = self.query(query, count).await?;
         page.items
             .into_iter()
-            .map(|item| items::from_item::<EventItem>("event", item)?.into_envelope())
+            .map(|item| items::from_item::<EventItem>("event", item)?.into_stored_envelope())
             .collect()
     }
 
@@ -205,7 +205,7 @@ impl DynamoStore {
         page.items
             .into_iter()
             .next()
-            .map(|item| items::from_item::<EventItem>("event", item)?.into_envelope())
+            .map(|item| items::from_item::<EventItem>("event", item)?.into_stored_envelope())
             .transpose()
     }
 
