@@ -199,6 +199,26 @@ fn key_text(table: &str, key: &Value) -> String {
     format!("{table}/{key}")
 }
 
+/// What a transaction action writes, for the breakdown: the table, or for the
+/// projections table the kind; a `ConditionCheck` is labelled as such.
+fn item_label(table: &str, action: &str, detail: &Value) -> String {
+    if action == "ConditionCheck" {
+        return "condition check".to_owned();
+    }
+    if table.ends_with("-events") {
+        return "events".to_owned();
+    }
+    if table.ends_with("-idempotency") {
+        return "idempotency".to_owned();
+    }
+    let kind = detail
+        .get("Item")
+        .or_else(|| detail.get("Key"))
+        .and_then(|item| item["kind"]["S"].as_str())
+        .unwrap_or("?");
+    format!("projection {kind}")
+}
+
 /// Units and requests of a stretch of the run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tally {
@@ -212,6 +232,9 @@ pub struct Tally {
     pub read_units: u64,
     /// Bytes of items put (net storage growth is at most this).
     pub bytes_put: u64,
+    /// Write request units by what was written: `events`, `idempotency`, or the
+    /// projection kind (`incident`, `service_recoveries`, `~work`, ...).
+    pub write_units_by_item: BTreeMap<String, u64>,
     /// Transactions cancelled by a condition.
     pub cancelled_transactions: u64,
 }
@@ -231,6 +254,9 @@ impl Tally {
         self.write_units += other.write_units;
         self.read_units += other.read_units;
         self.bytes_put += other.bytes_put;
+        for (item, units) in &other.write_units_by_item {
+            *self.write_units_by_item.entry(item.clone()).or_default() += units;
+        }
         self.cancelled_transactions += other.cancelled_transactions;
     }
 }
@@ -289,7 +315,12 @@ impl Pricer {
                             _ => 0,
                         };
                         *tally.write_actions.entry(name.clone()).or_default() += 1;
-                        tally.write_units += 2 * kb_units(size, 1024);
+                        let units = 2 * kb_units(size, 1024);
+                        tally.write_units += units;
+                        *tally
+                            .write_units_by_item
+                            .entry(item_label(table, name, detail))
+                            .or_default() += units;
                     }
                 }
                 "PutItem" | "DeleteItem" | "UpdateItem" => {
@@ -760,24 +791,35 @@ mod tests {
         assert_eq!(size, 28 + 17);
     }
 
+    fn transaction(actions: Value) -> Recorded {
+        Recorded {
+            operation: "TransactWriteItems".into(),
+            request: json!({ "TransactItems": actions }),
+            response: Some(json!({})),
+            status: 200,
+        }
+    }
+
     #[test]
     fn a_transaction_costs_two_units_per_started_kilobyte_of_each_action() {
         let big = "x".repeat(1500);
-        let recorded = vec![Recorded {
-            operation: "TransactWriteItems".into(),
-            request: json!({"TransactItems": [
-                {"Put": {"TableName": "p-events", "Item": {"stream_id": {"S": "s"}, "sequence": {"N": "1"}, "payload": {"S": big}}}},
-                {"Put": {"TableName": "p-idempotency", "Item": {"key": {"S": "k"}}}},
-                {"ConditionCheck": {"TableName": "p-events", "Key": {"stream_id": {"S": "s"}, "sequence": {"N": "1"}}}},
-            ]}),
-            response: Some(json!({})),
-            status: 200,
-        }];
-        let tally = Pricer::default().price(&recorded);
-        // 1.5 KB put: 2 × 2; small put: 2 × 1; condition check on an unknown item: 2 × 1.
+        let mut pricer = Pricer::default();
+        let tally = pricer.price(&[transaction(json!([
+            {"Put": {"TableName": "p-events", "Item": {"stream_id": {"S": "s"}, "sequence": {"N": "1"}, "payload": {"S": big}}}},
+            {"Put": {"TableName": "p-idempotency", "Item": {"key": {"S": "k"}}}},
+            {"ConditionCheck": {"TableName": "p-events", "Key": {"stream_id": {"S": "s"}, "sequence": {"N": "0"}}}},
+        ]))]);
+        // 1.5 KB put: 2 × 2; small put: 2 × 1; a check of an item never seen: 2 × 1.
         assert_eq!(tally.write_units, 4 + 2 + 2);
         assert_eq!(tally.read_units, 0);
         assert_eq!(tally.requests["TransactWriteItems"], 1);
+        assert_eq!(tally.write_units_by_item["events"], 4);
+        // A later check of the 1.5 KB event is sized by it: 2 × 2.
+        let later = pricer.price(&[transaction(json!([
+            {"ConditionCheck": {"TableName": "p-events", "Key": {"stream_id": {"S": "s"}, "sequence": {"N": "1"}}}},
+        ]))]);
+        assert_eq!(later.write_units, 4);
+        assert_eq!(later.write_units_by_item["condition check"], 4);
     }
 
     #[test]

@@ -431,6 +431,22 @@ fn dynamodb_cost(args: CostArgs) -> anyhow::Result<ExitCode> {
         "write actions (signals): {:?}",
         report.signals_tally.write_actions
     );
+    let per_item = |tally: &dynamodb_cost::Tally, count: u64| {
+        tally
+            .write_units_by_item
+            .iter()
+            .map(|(item, units)| format!("{item} {:.1}", *units as f64 / count.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "write units per signal by item: {}",
+        per_item(&report.signals_tally, report.signals)
+    );
+    println!(
+        "write units per human transition by item: {}",
+        per_item(&report.humans_tally, report.human_transitions)
+    );
     println!(
         "requests by operation (duplicates): {:?}",
         report.duplicates_tally.requests
