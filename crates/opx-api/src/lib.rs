@@ -51,7 +51,7 @@ pub use routes::{router, RouteSpec, ROUTES};
 
 use opx_app::pipeline::PipelineConfig;
 use opx_app::ports::Clock;
-use opx_domain::time::EpochMs;
+
 use std::sync::Arc;
 
 /// Largest request body, in bytes: a signal payload's limit, which is far above any human
@@ -107,18 +107,4 @@ impl<S> ApiState<S> {
     }
 }
 
-/// The wall clock: the time of a human action and the reference for signature skew. Event
-/// time never comes from here.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    // The API is an adapter: reading the clock for human-action time is its job.
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> EpochMs {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        EpochMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
-    }
-}
+pub use opx_app::ports::SystemClock;

@@ -12,7 +12,7 @@
 use crate::problem::{ApiError, ErrorCode};
 use opx_app::pipeline::{IngestOutcome, Pipeline};
 use opx_app::ports::{Publisher, RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
-use opx_domain::hash::{Digest, FieldHasher};
+
 use opx_domain::incident::Principal;
 use opx_domain::signal::{truncate_utf8, SourceKind};
 use opx_domain::source::{parse_payload, Rejection};
@@ -87,15 +87,7 @@ pub struct SignalsResponse {
     pub processed: Option<ProcessedSummary>,
 }
 
-/// The id of a reject record: the payload bytes and the item index (0 = the whole
-/// payload), so recording the same refusal twice is a no-op. The same formula as `opx
-/// ingest`, so a payload refused by both is one reject.
-pub fn reject_id(bytes: &[u8], item_index: u64) -> Digest {
-    FieldHasher::new("opx.reject.v1")
-        .bytes(bytes)
-        .u64(item_index)
-        .finish()
-}
+pub use opx_app::ports::reject_id;
 
 async fn record_reject<S: Store>(
     store: &S,

@@ -418,6 +418,16 @@ pub struct RejectRecord {
 /// Longest payload excerpt kept in a [`RejectRecord`], in bytes.
 pub const REJECT_EXCERPT_LEN_MAX: usize = 1024;
 
+/// The id of a reject record: the payload bytes and the item index (0 = the whole
+/// payload). Every entry point (`opx ingest`, `POST /signals`, `signal-ingest`) uses it, so
+/// recording the same refusal twice, or by two of them, is one reject.
+pub fn reject_id(bytes: &[u8], item_index: u64) -> Digest {
+    opx_domain::hash::FieldHasher::new("opx.reject.v1")
+        .bytes(bytes)
+        .u64(item_index)
+        .finish()
+}
+
 /// Reading the store. Handlers that only read take this.
 pub trait StoreRead: Send + Sync {
     /// Events of `stream_id` with `sequence >= from_sequence`, in order, at most `limit`
@@ -527,4 +537,21 @@ impl Publisher for NoPublisher {
 pub trait Clock: Send + Sync {
     /// Now, in milliseconds since the epoch.
     fn now(&self) -> opx_domain::time::EpochMs;
+}
+
+/// The wall clock, for the adapters (the `opx` command, the API, the Lambda functions):
+/// human-action time, signature skew, deadlines and metrics. Event time never comes from
+/// here, and the domain never sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    // The one wall-clock reading of opx; the workspace lint against it guards the domain.
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> opx_domain::time::EpochMs {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        opx_domain::time::EpochMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
 }

@@ -6,26 +6,11 @@ use opx_app::pipeline::{Pipeline, PipelineError};
 use opx_app::ports::Clock;
 use opx_domain::incident::{CloseAs, IncidentCommand, IncidentError, IncidentState, Principal};
 use opx_domain::signal::Severity;
-use opx_domain::time::EpochMs;
 
 /// The name a local principal gets when neither `--as` nor `$USER` gives one.
 pub const DEFAULT_OPERATOR_NAME: &str = "operator";
 
-/// The wall clock. Human-action time is the only time opx reads from a clock; event time
-/// always comes from payloads.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    // The one place opx reads the wall clock: the time a person acted is a fact about now.
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> EpochMs {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        EpochMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
-    }
-}
+pub use opx_app::ports::SystemClock;
 
 /// A transition request from the command line.
 #[derive(Clone, Debug)]

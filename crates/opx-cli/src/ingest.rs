@@ -11,7 +11,7 @@ use crate::reader::{PayloadReader, RawPayload};
 use crate::{EXIT_OK, EXIT_REFUSED};
 use opx_app::pipeline::{DrainReport, IngestOutcome, Pipeline, PipelineConfig};
 use opx_app::ports::{RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
-use opx_domain::hash::{Digest, FieldHasher};
+
 use opx_domain::incident::IncidentId;
 use opx_domain::signal::{truncate_utf8, Signal, SourceKind};
 use opx_domain::source::{parse_payload, Rejection, PAYLOAD_LEN_MAX};
@@ -301,14 +301,7 @@ impl<'a, S: Store> Ingestor<'a, S> {
     }
 }
 
-/// The id of a reject record: the payload bytes and the item index (0 = the whole
-/// payload), so recording the same refusal twice is a no-op.
-pub fn reject_id(bytes: &[u8], item_index: u64) -> Digest {
-    FieldHasher::new("opx.reject.v1")
-        .bytes(bytes)
-        .u64(item_index)
-        .finish()
-}
+pub use opx_app::ports::reject_id;
 
 /// Opens an input: a file, or stdin for `-`.
 // Reading the named inputs is this command's job; the workspace lint against file access

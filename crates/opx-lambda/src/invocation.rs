@@ -3,26 +3,11 @@
 
 use crate::telemetry::{emf_line, Metric, MetricsSink};
 use opx_app::ports::{Clock, RejectRecord, Store, StoreError, REJECT_EXCERPT_LEN_MAX};
-use opx_domain::hash::{Digest, FieldHasher};
+
 use opx_domain::signal::truncate_utf8;
 use opx_domain::time::EpochMs;
 
-/// The Lambda's wall clock, for metric timestamps, lag metrics and deadlines only: event
-/// time comes from payloads.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    // Reading the clock is this adapter's job (see the module documentation); the
-    // workspace lint against it exists for the pure domain crate.
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> EpochMs {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        EpochMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
-    }
-}
+pub use opx_app::ports::SystemClock;
 
 /// One invocation's context.
 pub struct Invocation<'a> {
@@ -98,11 +83,4 @@ impl<'a> Invocation<'a> {
     }
 }
 
-/// The id of a reject: the same as the `opx` command's (`opx.reject.v1` over the input
-/// bytes and the item index), so a payload refused by both is one reject.
-pub fn reject_id(input: &[u8], item_index: u64) -> Digest {
-    FieldHasher::new("opx.reject.v1")
-        .bytes(input)
-        .u64(item_index)
-        .finish()
-}
+pub use opx_app::ports::reject_id;
