@@ -46,7 +46,7 @@ const stageSpec = (stage: string): FunctionSpec => ({
 /**
  * What each function is allowed and how it runs. Every pipeline stage commits transactions
  * touching all three tables, so stages read and write all three; `incident-api` writes (human
- * commands, `POST /signals`); `replay` only reads; `fanout` touches no table, only the stream.
+ * commands, `POST /signals`); `replay` only reads; `fanout` reads the stream and may only record rejects (see `Pipeline`).
  */
 export const FUNCTION_SPECS: Record<FunctionName, FunctionSpec> = {
   'signal-ingest': {
@@ -157,6 +157,7 @@ export class OpxStack extends Stack {
     this.pipeline = new Pipeline(this, 'Pipeline', {
       prefix,
       eventsTable: this.tables.events,
+      projectionsTable: this.tables.projections,
       bus: this.bus,
       fanout: fn.fanout,
       stages: { detection: fn.detection, evidence: fn.evidence, confidence: fn.confidence, promotion: fn.promotion },

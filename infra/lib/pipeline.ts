@@ -44,12 +44,17 @@ export const SWEEP_TARGET_MAX_EVENT_AGE = Duration.minutes(4);
 /** See {@link SWEEP_TARGET_MAX_EVENT_AGE}. */
 export const SWEEP_TARGET_RETRY_ATTEMPTS = 2;
 
+/** The projections-table partition key under which the store records rejects (`items::kind::REJECT`). */
+export const REJECT_KIND = '~reject';
+
 /** Props of {@link Pipeline}. */
 export interface PipelineProps {
   /** Name prefix. */
   readonly prefix: string;
   /** The events table (its stream feeds the fan-out). */
   readonly eventsTable: dynamodb.ITable;
+  /** The projections table (the fan-out records refused stream images there as rejects). */
+  readonly projectionsTable: dynamodb.ITable;
   /** The opx bus. */
   readonly bus: events.EventBus;
   /** The fan-out function. */
@@ -98,6 +103,17 @@ export class Pipeline extends Construct {
           'dynamodb:ListStreams',
         ],
         resources: [streamArn],
+      }),
+    );
+    // A stream image that fails its check is recorded as a reject (one conditional PutItem
+    // under the store's `~reject` kind). Without this grant the write is denied, the record is
+    // retried and the shard stays blocked until the record expires from the stream.
+    props.fanout.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RecordRejects',
+        actions: ['dynamodb:PutItem'],
+        resources: [props.projectionsTable.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [REJECT_KIND] } },
       }),
     );
     props.bus.grantPutEventsTo(props.fanout.function);

@@ -142,11 +142,17 @@ describe('IAM: each function holds only what it needs', () => {
     }
   });
 
-  it('fanout reads only the events stream and puts events only on the opx bus', () => {
+  it('fanout reads only the events stream, records only rejects and puts events only on the opx bus', () => {
     const statements = roleStatements('fanout');
+    const isRejectWrite = (s: Statement) => s.Sid === 'RecordRejects';
     const dynamodbStatements = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('dynamodb:')));
     const eventsTable = logicalId(built, built.stack.tables.events);
-    for (const statement of dynamodbStatements) {
+    const rejectWrites = dynamodbStatements.filter(isRejectWrite);
+    assert.equal(rejectWrites.length, 1, 'fanout records refused stream images as rejects: it needs exactly one reject grant');
+    assert.deepEqual(asList(rejectWrites[0].Action), ['dynamodb:PutItem']);
+    assert.deepEqual(rejectWrites[0].Resource, { 'Fn::GetAtt': [logicalId(built, built.stack.tables.projections), 'Arn'] });
+    assert.deepEqual(rejectWrites[0].Condition, { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['~reject'] } });
+    for (const statement of dynamodbStatements.filter((s) => !isRejectWrite(s))) {
       assert.deepEqual(statement.Resource, { 'Fn::GetAtt': [eventsTable, 'StreamArn'] }, 'stream actions on the stream ARN only');
       assert.deepEqual(asList(statement.Action).sort(), [
         'dynamodb:DescribeStream',
