@@ -36,7 +36,9 @@ pub struct TransitionRequest {
     pub to: IncidentState,
     /// Why.
     pub reason: String,
-    /// The lifecycle version the caller saw (required: a stale one is a 409).
+    /// The lifecycle version the caller saw (required: a stale one is a 409). Any JSON
+    /// number that is an integer by JSON Schema's rules is accepted (`2725` and `2725.0`).
+    #[serde(deserialize_with = "integral_version")]
     pub expected_version: u64,
     /// How a close ends (`resolved` or `false_positive`); only with `to: CLOSED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +46,31 @@ pub struct TransitionRequest {
     /// What fixed it; only with `to: RESOLVED`, required for a SEV1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution_summary: Option<String>,
+}
+
+/// The largest float that is taken as a version: above 2^53 a float no longer names one
+/// integer, so a client must send such a version as a JSON integer.
+const FLOAT_VERSION_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// A version from any JSON number that JSON Schema calls an integer: a non-negative integer,
+/// or a number with a zero fraction (`2725.0`, as some JSON encoders write every number).
+/// A fraction, a negative number or a float past [`FLOAT_VERSION_MAX`] is refused by name.
+fn integral_version<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(version) = number.as_u64() {
+        return Ok(version);
+    }
+    match number.as_f64() {
+        Some(float) if (0.0..=FLOAT_VERSION_MAX).contains(&float) && float.fract() == 0.0 => {
+            // Exact: a float with no fraction at most 2^53 is that integer.
+            Ok(float as u64)
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a version: send the incident's `version`, a whole number \
+             from 0 to {}",
+            u64::MAX
+        ))),
+    }
 }
 
 /// `POST /incidents/{id}/notes`.
@@ -252,6 +279,24 @@ mod tests {
     }
 
     #[test]
+    fn an_integral_float_is_the_same_version_and_the_same_request() {
+        let id = IncidentId(Digest([7; 32]));
+        let integer =
+            transition(r#"{"to":"ACKNOWLEDGED","reason":"on it","expected_version":2725}"#);
+        for float in ["2725.0", "2725.000", "2.725e3"] {
+            let body =
+                format!(r#"{{"to":"ACKNOWLEDGED","reason":"on it","expected_version":{float}}}"#);
+            let parsed = transition(&body);
+            assert_eq!(parsed, integer, "{float}");
+            assert_eq!(
+                parsed.request_hash(&id),
+                integer.request_hash(&id),
+                "{float}"
+            );
+        }
+    }
+
+    #[test]
     fn closing_needs_the_close_permission() {
         let close = transition(
             r#"{"to":"CLOSED","reason":"done","expected_version":4,"close_as":"resolved"}"#,
@@ -270,6 +315,10 @@ mod tests {
             r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":1,"extra":1}"#,
             r#"{"to":"acknowledged","reason":"x","expected_version":1}"#,
             r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":-1}"#,
+            r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":1.5}"#,
+            r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":-1.0}"#,
+            r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":1e300}"#,
+            r#"{"to":"ACKNOWLEDGED","reason":"x","expected_version":"1"}"#,
         ] {
             assert!(
                 serde_json::from_str::<TransitionRequest>(bad).is_err(),
