@@ -38,7 +38,9 @@
 //! 5. The canonical request (method, the path normalised and URI-encoded again as for every
 //!    service but S3, the query sorted and re-encoded, the signed headers with trimmed
 //!    values, the payload hash) and the string to sign are rebuilt, and the HMAC-SHA256
-//!    signature is compared in constant time (else 403 `signature_mismatch`).
+//!    signature is compared in constant time (else 403 `signature_mismatch`). A query not
+//!    in canonical form (`?service=a+b`) is also checked as written, pairs sorted, which is
+//!    what botocore signs for it.
 
 use crate::auth::{AuthError, Authenticator, Caller, Role};
 use axum::http::request::Parts;
@@ -492,6 +494,44 @@ fn canonical_uri(path: &str) -> String {
     uri_encode(normalized.as_bytes(), true)
 }
 
+/// The canonical queries a signature is checked against, the standard one first.
+///
+/// Signers disagree on a query that is not already in canonical form. The AWS SDKs for
+/// Rust, Java and JavaScript (and API Gateway) decode every pair, reading `+` as a space,
+/// and re-encode it ([`canonical_query`]); botocore, given a URL with its query, signs the
+/// pairs sorted but byte for byte as written ([`query_as_written`]), so `?service=a+b` is
+/// `service=a%20b` to the first and `service=a+b` to the second. Both forms cover every
+/// byte of the query as sent, so accepting either authenticates the same request; the
+/// handler reads the query one way whichever signer made it.
+fn canonical_query_forms(query: Option<&str>) -> Vec<String> {
+    let standard = canonical_query(query);
+    let as_written = query_as_written(query);
+    if as_written == standard {
+        vec![standard]
+    } else {
+        vec![standard, as_written]
+    }
+}
+
+/// The query's `name=value` pairs sorted, bytes as sent (botocore's canonical query for a
+/// request whose URL carries it).
+fn query_as_written(query: Option<&str>) -> String {
+    let mut pairs: Vec<(&str, &str)> = query
+        .unwrap_or_default()
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .collect();
+    if pairs == [("", "")] {
+        return String::new();
+    }
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The canonical query: every `name=value` pair decoded, re-encoded, sorted.
 fn canonical_query(query: Option<&str>) -> String {
     let mut pairs: Vec<(String, String)> = query
@@ -619,22 +659,9 @@ pub fn verify(
         }
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        head.method.as_str(),
-        canonical_uri(head.uri.path()),
-        canonical_query(head.uri.query()),
-        canonical_headers,
-        parsed.signed_headers_text,
-        payload_hash
-    );
     let scope = format!(
         "{}/{}/{SIGNING_SERVICE}/{SCOPE_TERMINATOR}",
         parsed.date, parsed.region
-    );
-    let string_to_sign = format!(
-        "{SIGV4_ALGORITHM}\n{amz_date_text}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
     );
     let date_key = hmac(
         format!("AWS4{}", key.secret).as_bytes(),
@@ -643,20 +670,33 @@ pub fn verify(
     let region_key = hmac(&date_key, parsed.region.as_bytes())?;
     let service_key = hmac(&region_key, SIGNING_SERVICE.as_bytes())?;
     let signing_key = hmac(&service_key, SCOPE_TERMINATOR.as_bytes())?;
-    let mut mac = HmacSha256::new_from_slice(&signing_key)
-        .map_err(|_| AuthError::SignatureMismatch("the signing key is unusable".to_owned()))?;
-    mac.update(string_to_sign.as_bytes());
-    // `verify_slice` compares in constant time.
-    if mac.verify_slice(&parsed.signature).is_err() {
+    let canonical_uri = canonical_uri(head.uri.path());
+    let queries = canonical_query_forms(head.uri.query());
+    for query in &queries {
+        let canonical_request = format!(
+            "{}\n{canonical_uri}\n{query}\n{canonical_headers}\n{}\n{payload_hash}",
+            head.method.as_str(),
+            parsed.signed_headers_text,
+        );
+        let string_to_sign = format!(
+            "{SIGV4_ALGORITHM}\n{amz_date_text}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical_request.as_bytes()))
+        );
+        let mut mac = HmacSha256::new_from_slice(&signing_key)
+            .map_err(|_| AuthError::SignatureMismatch("the signing key is unusable".to_owned()))?;
+        mac.update(string_to_sign.as_bytes());
+        // `verify_slice` compares in constant time.
+        if mac.verify_slice(&parsed.signature).is_ok() {
+            return Ok(Caller {
+                principal: key.principal.clone(),
+                roles: key.roles.clone(),
+            });
+        }
         tracing::debug!(%canonical_request, "SigV4 signature mismatch");
-        return Err(AuthError::SignatureMismatch(
-            "the signature does not match the request; sign exactly what is sent, with this key's secret".to_owned(),
-        ));
     }
-    Ok(Caller {
-        principal: key.principal.clone(),
-        roles: key.roles.clone(),
-    })
+    Err(AuthError::SignatureMismatch(
+        "the signature does not match the request; sign exactly what is sent, with this key's secret".to_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -678,6 +718,26 @@ mod tests {
         assert_eq!(
             canonical_query(Some("state=OPEN&limit=5&a+b=c%2Fd&e")),
             "a%20b=c%2Fd&e=&limit=5&state=OPEN"
+        );
+    }
+
+    #[test]
+    fn a_query_as_written_is_a_second_form_only_when_it_differs() {
+        assert_eq!(canonical_query_forms(None), vec![String::new()]);
+        assert_eq!(
+            canonical_query_forms(Some("state=OPEN&limit=5")),
+            vec!["limit=5&state=OPEN".to_owned()]
+        );
+        assert_eq!(
+            canonical_query_forms(Some("service=a+b&limit=5")),
+            vec![
+                "limit=5&service=a%20b".to_owned(),
+                "limit=5&service=a+b".to_owned()
+            ]
+        );
+        assert_eq!(
+            canonical_query_forms(Some("e&d=%2f")),
+            vec!["d=%2F&e=".to_owned(), "d=%2f&e=".to_owned()]
         );
     }
 
