@@ -2,13 +2,12 @@ import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { OpxFunction } from './function';
 import { requireQueue } from './pipeline';
-import { secureTopic } from './topics';
+import { MessagingKey, secureTopic } from './topics';
 
 /** EventBridge → signal-ingest: a signal not delivered is a signal lost, so retry for a day (the EventBridge maximum). */
 export const ALARM_TARGET_RETRY_ATTEMPTS = 185;
@@ -30,7 +29,7 @@ export interface SignalEntryPointsProps {
   /** The signal-ingest function. */
   readonly ingest: OpxFunction;
   /** The messaging key for the alarms topic. */
-  readonly key: kms.IKey;
+  readonly key: MessagingKey;
   /** Existing SNS topics with CloudWatch alarm notifications to subscribe. */
   readonly existingAlarmTopicArns: string[];
   /** How long the default bus keeps alarm state changes for replay, in days. */

@@ -167,7 +167,7 @@ export class OpxStack extends Stack {
     this.entryPoints = new SignalEntryPoints(this, 'Ingest', {
       prefix,
       ingest: fn['signal-ingest'],
-      key: messaging.key,
+      key: messaging,
       existingAlarmTopicArns: config.existingAlarmTopicArns,
       archiveRetentionDays: config.archiveRetentionDays,
     });
@@ -187,14 +187,14 @@ export class OpxStack extends Stack {
     );
     fn['incident-api'].function.addEnvironment('OPX_ROLE_MAP', this.toJsonString(roleMap));
 
-    this.paging = new Paging(this, 'Paging', { prefix, bus: this.bus, key: messaging.key });
+    this.paging = new Paging(this, 'Paging', { prefix, bus: this.bus, key: messaging });
 
     this.opsTopic = config.opsTopicArn
       ? sns.Topic.fromTopicArn(this, 'OpsTopic', config.opsTopicArn)
       : secureTopic(this, 'OpsTopic', {
           topicName: `${prefix}-ops`,
           displayName: 'opx self-monitoring',
-          key: messaging.key,
+          key: messaging,
           allowCloudWatchAlarms: true,
         });
 

@@ -2,13 +2,12 @@ import { Duration } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { OPX_EVENT_SOURCE } from './pipeline';
 import { secureQueue } from './queues';
-import { secureTopic } from './topics';
+import { MessagingKey, secureTopic } from './topics';
 
 /** The committed event types that page a human. */
 export const PAGING_DETAIL_TYPES = ['IncidentOpened', 'SeverityChanged'] as const;
@@ -25,7 +24,7 @@ export interface PagingProps {
   /** The opx bus. */
   readonly bus: events.IEventBus;
   /** The messaging key. */
-  readonly key: kms.IKey;
+  readonly key: MessagingKey;
 }
 
 /**
@@ -48,6 +47,7 @@ export class Paging extends Construct {
       displayName: 'opx paging',
       key: props.key,
       allowCloudWatchAlarms: false,
+      allowEventBridge: true,
     });
     this.deadLetters = secureQueue(this, 'DeadLetters', {
       queueName: `${props.prefix}-paging-failed`,
@@ -80,8 +80,8 @@ export class Paging extends Construct {
  *
  * CDK's `SnsTopic` target would allow `events.amazonaws.com` to publish with no condition (any
  * account's rule could then page this team) and add an unconditioned key grant. Here the topic
- * policy allows publishing only from this rule (`aws:SourceArn`), and the key policy grant for
- * EventBridge is the account-scoped one of the messaging key (topics.ts).
+ * policy allows publishing only from this rule (`aws:SourceArn`), and the key policy lets
+ * EventBridge use the key for this topic only (`MessagingKey.allowPublisher`, via `secureTopic`).
  */
 export class EncryptedTopicTarget implements events.IRuleTarget {
   constructor(

@@ -62,12 +62,12 @@ describe('IAM: no wildcard writes anywhere', () => {
           // key access to IAM policies in this account (the ones checked above).
           const isKeyAdmin = inKeyPolicy && action === 'kms:*' && JSON.stringify(statement.Principal).includes(':root');
           // Data-key generation (not a write) for a service publishing to an encrypted topic,
-          // scoped to this account: the form AWS documents for SNS encryption.
+          // scoped to the topics it publishes to: the form AWS documents for SNS encryption.
           const isPublisherDataKey =
             inKeyPolicy &&
             action === 'kms:GenerateDataKey*' &&
             JSON.stringify(statement.Principal).includes('"Service"') &&
-            JSON.stringify(statement.Condition).includes('aws:SourceAccount');
+            JSON.stringify(statement.Condition).includes('kms:EncryptionContext:aws:sns:topicArn');
           assert.ok(isKeyAdmin || isPublisherDataKey, `${policy.holder} allows wildcard action ${action}`);
         }
       }
@@ -87,13 +87,16 @@ describe('IAM: no wildcard writes anywhere', () => {
     assert.deepEqual([...writesOnStar].sort(), ['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
   });
 
-  it('every service principal allowed by a resource policy is scoped to a source (no confused deputy)', () => {
+  it('every service principal allowed by a resource policy is scoped to a source or, in the key policy, to a topic (no confused deputy)', () => {
     for (const policy of policies.filter((p) => p.kind === 'resource')) {
       for (const statement of policy.statements.filter((s) => s.Effect === 'Allow')) {
         if (JSON.stringify(statement.Principal ?? {}).includes('"Service"')) {
           const condition = JSON.stringify(statement.Condition ?? {});
+          const inKeyPolicy = built.json.Resources[policy.holder].Type === 'AWS::KMS::Key';
           assert.ok(
-            condition.includes('aws:SourceArn') || condition.includes('aws:SourceAccount'),
+            inKeyPolicy
+              ? condition.includes('kms:EncryptionContext:aws:sns:topicArn')
+              : condition.includes('aws:SourceArn') || condition.includes('aws:SourceAccount'),
             `${policy.holder} lets ${JSON.stringify(statement.Principal)} act without a source condition`,
           );
         }
