@@ -10,26 +10,36 @@ import { Construct } from 'constructs';
 import { FunctionName } from './config';
 import { secureQueue } from './queues';
 
-/** DynamoDB actions a reader needs: consistent point reads, paged queries and scans (replay lists idempotency records). */
-export const DYNAMODB_READ_ACTIONS = [
-  'dynamodb:BatchGetItem',
-  'dynamodb:ConditionCheckItem',
-  'dynamodb:DescribeTable',
-  'dynamodb:GetItem',
-  'dynamodb:Query',
-  'dynamodb:Scan',
-] as const;
+/** The three tables of the DynamoDB store. */
+export type StoreTable = 'events' | 'idempotency' | 'projections';
 
 /**
- * DynamoDB actions a writer needs. `TransactWriteItems` is authorised per item as these
- * actions (plus `ConditionCheckItem`, a read); there is no IAM action for the transaction itself.
+ * The DynamoDB calls the store (`crates/opx-store-dynamodb`) makes on each table, as IAM
+ * actions. Reads: `Query` on events (a stream, its head) and projections (a kind), `GetItem` on
+ * idempotency and projections, `Scan` on idempotency (replay lists the records).
  */
-export const DYNAMODB_WRITE_ACTIONS = [
-  'dynamodb:BatchWriteItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-] as const;
+export const TABLE_READ_ACTIONS: Record<StoreTable, readonly string[]> = {
+  events: ['dynamodb:Query'],
+  idempotency: ['dynamodb:GetItem', 'dynamodb:Scan'],
+  projections: ['dynamodb:GetItem', 'dynamodb:Query'],
+};
+
+/**
+ * Writes: every commit is one `TransactWriteItems`, which IAM authorises per member as the
+ * single-item action. Events and idempotency records are append-only — a Put with
+ * `attribute_not_exists`, and a ConditionCheck on an event for the chain and for work
+ * pointers — so those tables get no update, delete or batch write. Projections take Puts
+ * (projections, the `~stream` registry, rejects via `PutItem`), Updates (work added with
+ * `if_not_exists`) and Deletes (projection deletes, work done).
+ */
+export const TABLE_WRITE_ACTIONS: Record<StoreTable, readonly string[]> = {
+  events: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem'],
+  idempotency: ['dynamodb:PutItem'],
+  projections: ['dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+};
+
+/** The store's tables, by role. */
+export type StoreTables = Record<StoreTable, dynamodb.ITable>;
 
 /** How a function may use the opx tables. */
 export type TableAccess = 'none' | 'read' | 'read-write';
@@ -54,9 +64,9 @@ export interface OpxFunctionProps {
   readonly description: string;
   /** Directory holding `<name>/bootstrap`. */
   readonly assetDir: string;
-  /** The tables it may touch. */
-  readonly tables: dynamodb.ITable[];
-  /** `read` or `read-write` on all of `tables`. */
+  /** The store's tables. */
+  readonly tables: StoreTables;
+  /** `read` or `read-write` on the tables, with the actions of {@link TABLE_READ_ACTIONS} and {@link TABLE_WRITE_ACTIONS}. */
   readonly tableAccess: TableAccess;
   /** Environment beyond `OPX_TABLE_PREFIX` and `RUST_LOG`. */
   readonly environment?: Record<string, string>;
@@ -127,20 +137,13 @@ export class OpxFunction extends Construct {
     );
 
     if (props.tableAccess !== 'none') {
-      const tableArns = props.tables.map((table) => table.tableArn);
-      this.role.addToPrincipalPolicy(
-        new iam.PolicyStatement({
-          sid: 'ReadTables',
-          actions: [...DYNAMODB_READ_ACTIONS],
-          resources: tableArns,
-        }),
-      );
-      if (props.tableAccess === 'read-write') {
+      for (const table of Object.keys(TABLE_READ_ACTIONS) as StoreTable[]) {
+        const actions = [...TABLE_READ_ACTIONS[table], ...(props.tableAccess === 'read-write' ? TABLE_WRITE_ACTIONS[table] : [])];
         this.role.addToPrincipalPolicy(
           new iam.PolicyStatement({
-            sid: 'WriteTables',
-            actions: [...DYNAMODB_WRITE_ACTIONS],
-            resources: tableArns,
+            sid: `${props.tableAccess === 'read-write' ? 'ReadWrite' : 'Read'}${table.charAt(0).toUpperCase()}${table.slice(1)}Table`,
+            actions: [...new Set(actions)].sort(),
+            resources: [props.tables[table].tableArn],
           }),
         );
       }

@@ -140,7 +140,7 @@ export class OpxStack extends Stack {
         name,
         description: spec.description,
         assetDir: config.lambdaAssetDir,
-        tables: this.tables.all,
+        tables: this.tables,
         tableAccess: spec.tableAccess,
         environment: environment[name],
         reservedConcurrency: config.reservedConcurrency[name],

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { API_ROUTES, API_STAGE_NAME, routeArnPath } from '../lib/api';
 import { ACCESS_LEVELS, FUNCTION_NAMES, FunctionName } from '../lib/config';
-import { DYNAMODB_READ_ACTIONS, DYNAMODB_WRITE_ACTIONS } from '../lib/function';
-import { Statement, allPolicies, asList, buildStack, isReadOnlyAction, logicalId, references, resourcesOfType } from './support';
+import { StoreTable, TABLE_READ_ACTIONS, TABLE_WRITE_ACTIONS } from '../lib/function';
+import { Built, Statement, allPolicies, asList, buildStack, isReadOnlyAction, logicalId, references, resourcesOfType } from './support';
 
 const built = buildStack();
 const policies = allPolicies(built.json);
@@ -25,7 +25,47 @@ function actionsOn(statements: Statement[], resourceId: string): Set<string> {
   );
 }
 
-const tableIds = built.stack.tables.all.map((table) => logicalId(built, table));
+const STORE_TABLES = Object.keys(TABLE_READ_ACTIONS) as StoreTable[];
+const tableIds = Object.fromEntries(STORE_TABLES.map((table) => [table, logicalId(built, built.stack.tables[table])])) as Record<StoreTable, string>;
+
+/** Writes that change or remove an existing item, or write without a per-item condition. */
+const NON_APPEND_WRITES = [
+  'dynamodb:DeleteItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:PartiQLInsert',
+  'dynamodb:PartiQLUpdate',
+  'dynamodb:PartiQLDelete',
+];
+
+/** Whether a statement's resource is the table (by reference or, for imported tables, by name), or everything. */
+function coversTable(statement: Statement, table: { id?: string; name: string }): boolean {
+  return asList(statement.Resource as unknown[]).some(
+    (resource) =>
+      resource === '*' ||
+      (table.id !== undefined && references(resource, table.id)) ||
+      (JSON.stringify(resource) ?? '').includes(`:table/${table.name}`),
+  );
+}
+
+/** Every Allow on an append-only table that is not an append: [role or policy, table, action]. */
+function nonAppendWrites(b: Built, tablePrefix: string): [string, string, string][] {
+  const found: [string, string, string][] = [];
+  for (const table of ['events', 'idempotency'] as const) {
+    const construct = b.stack.tables[table];
+    const id = construct.node.defaultChild ? logicalId(b, construct as never) : undefined;
+    for (const policy of allPolicies(b.json).filter((p) => p.kind === 'identity')) {
+      for (const statement of policy.statements.filter((s) => s.Effect === 'Allow' && coversTable(s, { id, name: `${tablePrefix}-${table}` }))) {
+        for (const action of asList(statement.Action)) {
+          if (NON_APPEND_WRITES.includes(action) || action === 'dynamodb:*' || action === '*') {
+            found.push([policy.roles.join(',') || policy.holder, table, action]);
+          }
+        }
+      }
+    }
+  }
+  return found;
+}
 const WRITERS: FunctionName[] = ['signal-ingest', 'detection', 'evidence', 'confidence', 'promotion', 'sweeper', 'incident-api'];
 
 describe('IAM: no wildcard writes anywhere', () => {
@@ -124,24 +164,46 @@ describe('IAM: no wildcard writes anywhere', () => {
 });
 
 describe('IAM: each function holds only what it needs', () => {
-  it('stage functions, ingest, sweeper and incident-api read and write all three tables', () => {
+  it('stage functions, ingest, sweeper and incident-api get exactly the calls the store makes on each table', () => {
     for (const name of WRITERS) {
       const statements = roleStatements(name);
-      for (const table of tableIds) {
-        const actions = actionsOn(statements, table);
-        for (const action of [...DYNAMODB_READ_ACTIONS, ...DYNAMODB_WRITE_ACTIONS]) {
-          assert.ok(actions.has(action), `${name} lacks ${action} on ${table}`);
-        }
+      for (const table of STORE_TABLES) {
+        const actions = [...actionsOn(statements, tableIds[table])].sort();
+        assert.deepEqual(actions, [...new Set([...TABLE_READ_ACTIONS[table], ...TABLE_WRITE_ACTIONS[table]])].sort(), `${name} on ${table}`);
       }
     }
   });
 
+  it('the events and idempotency tables are append-only for every role: no delete, update, batch or PartiQL write', () => {
+    assert.deepEqual(nonAppendWrites(built, 'opx'), []);
+    const restored = buildStack({
+      restoredTables: JSON.stringify({
+        tablePrefix: 'opx-r1',
+        eventsStreamArn: 'arn:aws:dynamodb:eu-west-1:123456789012:table/opx-r1-events/stream/2026-01-01T00:00:00.000',
+      }),
+    });
+    assert.deepEqual(nonAppendWrites(restored, 'opx-r1'), [], 'with restored tables too');
+  });
+
+  it('the append-only check finds an update on the events table (it is not vacuous)', () => {
+    const json = structuredClone(built.json);
+    const detectionRole = logicalId(built, built.stack.functions.detection.role);
+    const [, policy] = resourcesOfType(json, 'AWS::IAM::Policy').find(([, p]) => references(p.Properties!.Roles, detectionRole))!;
+    policy.Properties!.PolicyDocument.Statement.push({
+      Effect: 'Allow',
+      Action: 'dynamodb:UpdateItem',
+      Resource: { 'Fn::GetAtt': [tableIds.events, 'Arn'] },
+    });
+    const found = nonAppendWrites({ ...built, json }, 'opx');
+    assert.deepEqual(found.map(([, table, action]) => [table, action]), [['events', 'dynamodb:UpdateItem']]);
+  });
+
   it('replay only reads the tables', () => {
     const statements = roleStatements('replay');
-    for (const table of tableIds) {
-      const actions = [...actionsOn(statements, table)];
-      assert.deepEqual(actions.filter((action) => !isReadOnlyAction(action) && action !== 'dynamodb:DescribeTable'), []);
-      assert.ok(actions.includes('dynamodb:Query'));
+    for (const table of STORE_TABLES) {
+      const actions = [...actionsOn(statements, tableIds[table])].sort();
+      assert.deepEqual(actions, [...TABLE_READ_ACTIONS[table]].sort(), `replay on ${table}`);
+      assert.ok(actions.every(isReadOnlyAction));
     }
   });
 
