@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { ACCESS_LEVELS, AccessLevel } from './config';
+import { ACCESS_LEVELS, AccessLevel, RoleArnsByLevel } from './config';
 import { acknowledgeWildcardResources } from './nag';
 
 /** One route of the incident API. */
@@ -69,12 +69,28 @@ export interface IncidentApiProps {
   readonly accountRole: boolean;
   /** WAF web ACL to associate with the stage. */
   readonly webAclArn?: string;
+  /** Existing roles mapped to access levels besides the stack's own (`extraRoleArns`). */
+  readonly extraRoleArns: RoleArnsByLevel;
+}
+
+/** The name of the stack's own role for an access level. */
+export function apiRoleName(prefix: string, level: AccessLevel): string {
+  return `${prefix}-api-${level}`;
+}
+
+/** The resource-policy form of a route: `execute-api:/<stage>/<METHOD>/<path>`, path parameters as `*`. */
+export function routePolicyResource(route: ApiRoute): string {
+  return `execute-api:/${API_STAGE_NAME}/${route.method}${routeArnPath(route)}`;
 }
 
 /**
  * The incident API: API Gateway REST, `AWS_IAM` on every method, all routes a Lambda proxy to
  * `incident-api`; JSON access logs; stage throttling; and one IAM role (with a managed policy)
  * per access level that may invoke exactly that level's routes.
+ *
+ * The API's resource policy admits only the role map: each level's principals may invoke that
+ * level's routes, and every other principal is denied, whatever its own IAM policies allow
+ * (an administrator's `execute-api:*` included).
  */
 export class IncidentApi extends Construct {
   /** The REST API. */
@@ -85,6 +101,8 @@ export class IncidentApi extends Construct {
   readonly roles: Record<AccessLevel, iam.Role>;
   /** The managed policy of each access level (attach it to existing roles, then list them in `extraRoleArns`). */
   readonly policies: Record<AccessLevel, iam.ManagedPolicy>;
+  /** `OPX_ROLE_MAP`: the role ARNs of each access level, the stack's role first. */
+  readonly roleMap: Record<AccessLevel, string[]>;
 
   constructor(scope: Construct, id: string, props: IncidentApiProps) {
     super(scope, id);
@@ -200,6 +218,9 @@ export class IncidentApi extends Construct {
         'The * stands for the {id} path parameter of one route; the method and the rest of the route are fixed.',
       );
       const role = new iam.Role(this, `${title(level)}Role`, {
+        // Named, so that the resource policy can name it without a reference (the role's
+        // policy refers to the API: a reference back would be a cycle).
+        roleName: apiRoleName(props.prefix, level),
         // Any principal of this account that its own IAM policy allows sts:AssumeRole on this role.
         assumedBy: new iam.AccountRootPrincipal(),
         description: `opx API ${level} (principals of account ${account} allowed to assume it)`,
@@ -211,7 +232,47 @@ export class IncidentApi extends Construct {
     }
     this.policies = policies as Record<AccessLevel, iam.ManagedPolicy>;
     this.roles = roles as Record<AccessLevel, iam.Role>;
+    this.roleMap = Object.fromEntries(
+      ACCESS_LEVELS.map((level) => [level, [this.roles[level].roleArn, ...(props.extraRoleArns[level] ?? [])]]),
+    ) as Record<AccessLevel, string[]>;
+    this.addResourcePolicy(props.prefix, props.extraRoleArns);
     new CfnOutput(this, 'Url', { value: this.api.url, description: 'opx incident API base URL' });
+  }
+
+  /**
+   * Each level's principals may invoke that level's routes; everyone else is denied. Principals
+   * are matched by `aws:PrincipalArn` (for an assumed role, the role's ARN), so the policy
+   * holds no principal that IAM must resolve when the policy is set.
+   */
+  private addResourcePolicy(prefix: string, extraRoleArns: RoleArnsByLevel): void {
+    const stack = Stack.of(this);
+    const arnsOf = (level: AccessLevel) => [
+      stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: apiRoleName(prefix, level) }),
+      ...(extraRoleArns[level] ?? []),
+    ];
+    const statements = ACCESS_LEVELS.map(
+      (level) =>
+        new iam.PolicyStatement({
+          sid: `Invoke${title(level)}Routes`,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['execute-api:Invoke'],
+          resources: API_ROUTES.filter((route) => route.levels.includes(level)).map(routePolicyResource),
+          conditions: { ArnEquals: { 'aws:PrincipalArn': arnsOf(level) } },
+        }),
+    );
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'DenyOutsideRoleMap',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['execute-api:Invoke'],
+        resources: ['execute-api:/*'],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': [...new Set(ACCESS_LEVELS.flatMap(arnsOf))] } },
+      }),
+    );
+    for (const statement of statements) {
+      this.api.addToResourcePolicy(statement);
+    }
   }
 
   /** Gateway-generated errors (auth, throttling, validation) as RFC 9457 problem+json. */

@@ -5,7 +5,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { IncidentApi } from './api';
-import { ACCESS_LEVELS, AccessLevel, FunctionName, OpxConfig, assertLambdaAssets, validateConfig } from './config';
+import { FunctionName, OpxConfig, assertLambdaAssets, validateConfig } from './config';
 import { AsyncInvokeSettings, OpxFunction, TableAccess } from './function';
 import { SignalEntryPoints } from './ingest';
 import { Monitoring } from './monitoring';
@@ -181,11 +181,9 @@ export class OpxStack extends Stack {
       tracing: config.tracing,
       accountRole: config.apiGatewayAccountRole,
       webAclArn: config.webAclArn,
+      extraRoleArns: config.extraRoleArns,
     });
-    const roleMap = Object.fromEntries(
-      ACCESS_LEVELS.map((level: AccessLevel) => [level, [this.api.roles[level].roleArn, ...(config.extraRoleArns[level] ?? [])]]),
-    );
-    fn['incident-api'].function.addEnvironment('OPX_ROLE_MAP', this.toJsonString(roleMap));
+    fn['incident-api'].function.addEnvironment('OPX_ROLE_MAP', this.toJsonString(this.api.roleMap));
 
     this.paging = new Paging(this, 'Paging', { prefix, bus: this.bus, key: messaging });
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { API_ROUTES, API_STAGE_NAME } from '../lib/api';
-import { CfnTemplate, buildStack, logicalId, resourcesOfType } from './support';
+import { API_ROUTES, API_STAGE_NAME, apiRoleName } from '../lib/api';
+import { ACCESS_LEVELS } from '../lib/config';
+import { CfnTemplate, asList, buildStack, logicalId, resourcesOfType } from './support';
 
 const built = buildStack();
 const apiId = logicalId(built, built.stack.api.api);
@@ -119,5 +120,96 @@ describe('incident API', () => {
     assert.equal(resourcesOfType(built.json, 'AWS::ApiGateway::Account').length, 1);
     const without = buildStack({ apiGatewayAccountRole: 'false' });
     assert.equal(resourcesOfType(without.json, 'AWS::ApiGateway::Account').length, 0);
+  });
+});
+
+/** One statement of the REST API's resource policy. */
+interface ApiPolicyStatement {
+  Effect: 'Allow' | 'Deny';
+  Principal: unknown;
+  Action: string;
+  Resource: string | string[];
+  Condition: Record<string, Record<string, string[]>>;
+}
+
+function resourcePolicy(json: CfnTemplate): ApiPolicyStatement[] {
+  const apis = resourcesOfType(json, 'AWS::ApiGateway::RestApi');
+  assert.equal(apis.length, 1);
+  return apis[0][1].Properties!.Policy.Statement;
+}
+
+/** Whether `execute-api:/<stage>/<METHOD>/<path>` matches a policy resource (`*` matches any characters). */
+function matches(pattern: string, resource: string): boolean {
+  const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`);
+  return regex.test(resource);
+}
+
+/**
+ * What the resource policy alone decides for a caller (by `aws:PrincipalArn`) on a request:
+ * an explicit deny wins, then an allow; otherwise it is silent (IAM policies decide).
+ */
+function decide(statements: ApiPolicyStatement[], principalArn: string, request: string): 'deny' | 'allow' | 'silent' {
+  const applies = (statement: ApiPolicyStatement) => {
+    if (statement.Action !== 'execute-api:Invoke' || JSON.stringify(statement.Principal) !== '{"AWS":"*"}') {
+      throw new Error(`unexpected statement ${JSON.stringify(statement)}`);
+    }
+    if (!asList(statement.Resource).some((pattern) => matches(pattern, request))) {
+      return false;
+    }
+    return Object.entries(statement.Condition).every(([operator, block]) => {
+      const values = asList(block['aws:PrincipalArn']);
+      assert.equal(Object.keys(block).length, 1, 'conditions on aws:PrincipalArn only');
+      if (operator === 'ArnEquals') return values.includes(principalArn);
+      if (operator === 'ArnNotEquals') return !values.includes(principalArn);
+      throw new Error(`unexpected operator ${operator}`);
+    });
+  };
+  if (statements.some((s) => s.Effect === 'Deny' && applies(s))) return 'deny';
+  if (statements.some((s) => s.Effect === 'Allow' && applies(s))) return 'allow';
+  return 'silent';
+}
+
+const requestOf = (route: (typeof API_ROUTES)[number]) =>
+  `execute-api:/${API_STAGE_NAME}/${route.method}${route.path.replace('{id}', 'inc-1')}`;
+
+describe('incident API resource policy', () => {
+  const extra = 'arn:aws:iam::123456789012:role/oncall-sre';
+  const withExtra = buildStack({ extraRoleArns: JSON.stringify({ responder: [extra] }) });
+  const account = built.stack.account;
+  const ownRole = (level: string) => `arn:aws:iam::${account}:role/${apiRoleName('opx', level as never)}`;
+
+  it('names the roles the stack creates', () => {
+    for (const level of ACCESS_LEVELS) {
+      const role = built.json.Resources[logicalId(built, built.stack.api.roles[level])];
+      assert.equal(role.Properties!.RoleName, apiRoleName('opx', level));
+    }
+  });
+
+  it('lets each role-map principal invoke exactly its level\'s routes', () => {
+    const statements = resourcePolicy(withExtra.json);
+    for (const level of ACCESS_LEVELS) {
+      const principals = level === 'responder' ? [ownRole(level), extra] : [ownRole(level)];
+      for (const principal of principals) {
+        for (const route of API_ROUTES) {
+          const expected = route.levels.includes(level) ? 'allow' : 'silent';
+          assert.equal(decide(statements, principal, requestOf(route)), expected, `${principal} ${route.method} ${route.path}`);
+        }
+      }
+    }
+  });
+
+  it('denies every route to a principal outside the role map, an administrator of the account included', () => {
+    for (const outsider of [`arn:aws:iam::${account}:role/Admin`, `arn:aws:iam::${account}:user/alice`, extra]) {
+      for (const route of API_ROUTES) {
+        assert.equal(decide(resourcePolicy(built.json), outsider, requestOf(route)), 'deny', `${outsider} ${route.method} ${route.path}`);
+      }
+    }
+    assert.equal(decide(resourcePolicy(built.json), ownRole('reader'), `execute-api:/${API_STAGE_NAME}/DELETE/incidents`), 'silent');
+    assert.equal(decide(resourcePolicy(built.json), extra, `execute-api:/${API_STAGE_NAME}/DELETE/incidents`), 'deny');
+  });
+
+  it('redeploys the stage when the resource policy changes', () => {
+    const deploymentId = (json: CfnTemplate) => resourcesOfType(json, 'AWS::ApiGateway::Deployment').map(([id]) => id);
+    assert.notDeepEqual(deploymentId(built.json), deploymentId(withExtra.json));
   });
 });
