@@ -109,8 +109,9 @@ export class IncidentApi extends Construct {
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       logGroupName: `/aws/apigateway/${props.prefix}-api/access`,
       retention: props.logRetention,
-      // Access logs say which principal called what: an audit record, kept past a stack delete.
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Access logs say which principal called what: an audit record, kept past a stack delete
+      // (but not past a rolled-back first deploy, whose retry would find the name taken).
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
 
     this.api = new apigw.RestApi(this, 'Api', {
@@ -118,8 +119,9 @@ export class IncidentApi extends Construct {
       description: 'opx incident API (IAM-authorised; every route is served by the incident-api function)',
       endpointTypes: [apigw.EndpointType.REGIONAL],
       cloudWatchRole: props.accountRole,
-      // The account-level role outlives this stack: other APIs in the account may rely on it.
-      cloudWatchRoleRemovalPolicy: props.accountRole ? RemovalPolicy.RETAIN : undefined,
+      // The account-level role outlives this stack: other APIs in the account may rely on it
+      // (except after a rolled-back first deploy, when nothing can rely on it yet).
+      cloudWatchRoleRemovalPolicy: props.accountRole ? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE : undefined,
       defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
       deployOptions: {
         stageName: API_STAGE_NAME,

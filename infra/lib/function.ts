@@ -121,7 +121,9 @@ export class OpxFunction extends Construct {
       logGroupName: `/aws/lambda/${functionName}`,
       retention: props.logRetention,
       // Logs hold the structured decision trail and EMF metrics; keep them past a stack delete.
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Not past a rolled-back first deploy: the name is fixed, and a kept (empty) group would
+      // make the retry fail with "already exists".
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
 
     this.role = new iam.Role(this, 'Role', {

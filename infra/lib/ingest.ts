@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -79,6 +79,9 @@ export class SignalEntryPoints extends Construct {
       eventPattern: alarmPattern,
       retention: Duration.days(props.archiveRetentionDays),
     });
+    // The alarm archive is the only copy of signals from before a restore or an outage: kept
+    // on stack deletion, not after a rolled-back first deploy (empty, and its name is fixed).
+    this.alarmArchive.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
     this.alarmRule.addTarget(
       new targets.LambdaFunction(fn, {
         deadLetterQueue: deadLetters,

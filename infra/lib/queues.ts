@@ -1,4 +1,4 @@
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
@@ -15,7 +15,9 @@ export interface SecureQueueProps {
 
 /**
  * A dead-letter queue: SQS-managed server-side encryption, TLS-only access, 14 days of
- * retention.
+ * retention, kept on stack deletion (what it holds is work or pages that never happened; a
+ * `cdk destroy` must not discard them) but not after a rolled-back first deploy (it is empty,
+ * and its fixed name would make the retry fail).
  *
  * SSE-SQS rather than a KMS key: EventBridge, SNS and Lambda destinations can all deliver to
  * it without key-policy grants, and a KMS key in the failure path could itself make
@@ -27,6 +29,7 @@ export function secureQueue(scope: Construct, id: string, props: SecureQueueProp
     encryption: sqs.QueueEncryption.SQS_MANAGED,
     enforceSSL: true,
     retentionPeriod: DEAD_LETTER_RETENTION,
+    removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
   });
   Validations.of(queue).acknowledge({
     id: 'AwsSolutions-SQS3',

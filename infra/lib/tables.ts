@@ -87,6 +87,12 @@ export class OpxTables extends Construct {
       ...keys,
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Deletion protection and RETAIN, not RETAIN_ON_UPDATE_OR_DELETE: on a rolled-back create,
+      // CloudFormation would try to delete the new table, deletion protection refuses, and the
+      // stack is left in ROLLBACK_FAILED with the table kept anyway. So a rolled-back first
+      // deploy keeps the three (empty) tables, and the retry needs them deleted first or a new
+      // prefix (the README's "A failed first deploy" runbook). Every other named resource is
+      // RETAIN_ON_UPDATE_OR_DELETE and leaves nothing behind.
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
       // AWS-managed key: key use is logged in CloudTrail, there is no key policy to get wrong

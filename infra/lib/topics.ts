@@ -29,8 +29,10 @@ export class MessagingKey extends Construct {
       alias: `alias/${props.prefix}-messaging`,
       description: `Encrypts the ${props.prefix} SNS topics (alarms, paging, ops)`,
       enableKeyRotation: true,
-      // Deleting the key would make every retained message unreadable; keep it.
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Kept on stack deletion: deleting it would make every retained message unreadable. A
+      // rolled-back first deploy schedules it for deletion (it encrypted nothing yet), so the
+      // retry does not leave a stray key.
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
   }
 
