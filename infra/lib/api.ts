@@ -57,10 +57,8 @@ export interface IncidentApiProps {
   readonly prefix: string;
   /** The `incident-api` function, integrated as a Lambda proxy on every route. */
   readonly handler: lambda.IFunction;
-  /** Steady-state request rate limit of the stage (requests per second). */
-  readonly throttleRateLimit: number;
-  /** Burst limit of the stage. */
-  readonly throttleBurstLimit: number;
+  /** Stage throttling: steady-state requests per second and burst (see `apiStageThrottle`). */
+  readonly throttle: { readonly rateLimit: number; readonly burstLimit: number };
   /** Retention of the access log group. */
   readonly logRetention: logs.RetentionDays;
   /** X-Ray tracing on the stage. */
@@ -97,6 +95,8 @@ export class IncidentApi extends Construct {
   readonly api: apigw.RestApi;
   /** The access log group. */
   readonly accessLogs: logs.LogGroup;
+  /** The execution log group, `API-Gateway-Execution-Logs_<rest api id>/<stage>`. */
+  readonly executionLogs: logs.LogGroup;
   /** The role of each access level. */
   readonly roles: Record<AccessLevel, iam.Role>;
   /** The managed policy of each access level (attach it to existing roles, then list them in `extraRoleArns`). */
@@ -145,11 +145,19 @@ export class IncidentApi extends Construct {
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         dataTraceEnabled: false,
         metricsEnabled: true,
-        throttlingRateLimit: props.throttleRateLimit,
-        throttlingBurstLimit: props.throttleBurstLimit,
+        throttlingRateLimit: props.throttle.rateLimit,
+        throttlingBurstLimit: props.throttle.burstLimit,
         tracingEnabled: props.tracing,
       },
     });
+    // API Gateway writes execution logs (level ERROR) to a group it names after the API and
+    // stage, and creates it itself, without retention, unless it exists: create it first.
+    this.executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `API-Gateway-Execution-Logs_${this.api.restApiId}/${API_STAGE_NAME}`,
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    });
+    this.api.deploymentStage.node.addDependency(this.executionLogs);
     if (props.accountRole) {
       Validations.of(this.api).acknowledge({
         id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',

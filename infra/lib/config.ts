@@ -35,6 +35,27 @@ export const RESERVED_CONCURRENCY_MAX = 200;
 /** Most extra role ARNs: `OPX_ROLE_MAP` must fit, with every other variable, in Lambda's 4 KB environment. */
 export const EXTRA_ROLE_ARNS_MAX = 40;
 
+/**
+ * How long one API request may run, for sizing the stage throttling: requests admitted at
+ * `reservedConcurrency / API_REQUEST_SECONDS_BUDGET` per second (and a burst of
+ * `reservedConcurrency`) never need more concurrent `incident-api` runs than are reserved, so
+ * overload is refused by API Gateway as 429, not by Lambda as a throttle (a 5xx to the caller).
+ */
+export const API_REQUEST_SECONDS_BUDGET = 1;
+
+/** The API stage's throttling for the `incident-api` function's reserved concurrency. */
+export function apiStageThrottle(reservedConcurrency: number): { rateLimit: number; burstLimit: number } {
+  return { rateLimit: reservedConcurrency / API_REQUEST_SECONDS_BUDGET, burstLimit: reservedConcurrency };
+}
+
+/** Lambda keeps this much of an account's concurrency unreserved; reservations must leave it. */
+export const LAMBDA_UNRESERVED_CONCURRENCY_MIN = 100;
+
+/** The sum of the reserved concurrency of every function. */
+export function reservedConcurrencyTotal(reserved: Record<FunctionName, number>): number {
+  return FUNCTION_NAMES.reduce((total, name) => total + reserved[name], 0);
+}
+
 /** Default reserved concurrency per function (bounded so a storm cannot exhaust the account). */
 export const DEFAULT_RESERVED_CONCURRENCY: Record<FunctionName, number> = {
   // Ingest absorbs alarm storms; async invokes wait in Lambda's queue when throttled.
@@ -70,10 +91,6 @@ export interface OpxConfig {
   readonly endToEndLagP99ThresholdMs: number;
   /** Percentage of rejected signals (over 15 minutes) above which the rejected-rate alarm fires. */
   readonly rejectedSignalsPercentThreshold: number;
-  /** API Gateway stage steady-state request rate limit (requests per second). */
-  readonly apiThrottleRateLimit: number;
-  /** API Gateway stage burst limit (requests). */
-  readonly apiThrottleBurstLimit: number;
   /** Retention of every log group the stack creates, in days. */
   readonly logRetentionDays: number;
   /** Turn on X-Ray active tracing for every function. */
@@ -101,8 +118,6 @@ export const DEFAULT_CONFIG: OpxConfig = {
   noSignalsPeriodMinutes: 60,
   endToEndLagP99ThresholdMs: 300_000,
   rejectedSignalsPercentThreshold: 10,
-  apiThrottleRateLimit: 50,
-  apiThrottleBurstLimit: 100,
   logRetentionDays: 90,
   tracing: false,
   apiGatewayAccountRole: true,
@@ -190,8 +205,6 @@ export function validateConfig(config: OpxConfig): void {
   for (const [field, value] of [
     ['endToEndLagP99ThresholdMs', config.endToEndLagP99ThresholdMs],
     ['rejectedSignalsPercentThreshold', config.rejectedSignalsPercentThreshold],
-    ['apiThrottleRateLimit', config.apiThrottleRateLimit],
-    ['apiThrottleBurstLimit', config.apiThrottleBurstLimit],
     ['logRetentionDays', config.logRetentionDays],
     ['sweepAgeMs', config.sweepAgeMs],
     ['archiveRetentionDays', config.archiveRetentionDays],
@@ -266,6 +279,13 @@ export function configFromContext(tryGetContext: (key: string) => unknown, infra
     tryGetContext('reservedConcurrency'),
     {},
   );
+  for (const key of ['apiThrottleRateLimit', 'apiThrottleBurstLimit']) {
+    if (tryGetContext(key) !== undefined) {
+      throw new Error(
+        `context '${key}' is gone: the API stage throttling follows the incident-api function's reserved concurrency; set -c reservedConcurrency='{"incident-api":N}' instead`,
+      );
+    }
+  }
   const config: OpxConfig = {
     prefix: (tryGetContext('prefix') as string | undefined) ?? DEFAULT_CONFIG.prefix,
     lambdaAssetDir: path.resolve(infraDir, assetDirRaw),
@@ -275,8 +295,6 @@ export function configFromContext(tryGetContext: (key: string) => unknown, infra
     noSignalsPeriodMinutes: parseContextNumber('noSignalsPeriodMinutes', tryGetContext('noSignalsPeriodMinutes'), DEFAULT_CONFIG.noSignalsPeriodMinutes),
     endToEndLagP99ThresholdMs: parseContextNumber('endToEndLagP99ThresholdMs', tryGetContext('endToEndLagP99ThresholdMs'), DEFAULT_CONFIG.endToEndLagP99ThresholdMs),
     rejectedSignalsPercentThreshold: parseContextNumber('rejectedSignalsPercentThreshold', tryGetContext('rejectedSignalsPercentThreshold'), DEFAULT_CONFIG.rejectedSignalsPercentThreshold),
-    apiThrottleRateLimit: parseContextNumber('apiThrottleRateLimit', tryGetContext('apiThrottleRateLimit'), DEFAULT_CONFIG.apiThrottleRateLimit),
-    apiThrottleBurstLimit: parseContextNumber('apiThrottleBurstLimit', tryGetContext('apiThrottleBurstLimit'), DEFAULT_CONFIG.apiThrottleBurstLimit),
     logRetentionDays: parseContextNumber('logRetentionDays', tryGetContext('logRetentionDays'), DEFAULT_CONFIG.logRetentionDays),
     tracing: parseContextBoolean('tracing', tryGetContext('tracing'), DEFAULT_CONFIG.tracing),
     apiGatewayAccountRole: parseContextBoolean('apiGatewayAccountRole', tryGetContext('apiGatewayAccountRole'), DEFAULT_CONFIG.apiGatewayAccountRole),

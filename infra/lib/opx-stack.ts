@@ -1,11 +1,19 @@
-import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { IncidentApi } from './api';
-import { FunctionName, OpxConfig, assertLambdaAssets, validateConfig } from './config';
+import {
+  FunctionName,
+  LAMBDA_UNRESERVED_CONCURRENCY_MIN,
+  OpxConfig,
+  apiStageThrottle,
+  assertLambdaAssets,
+  reservedConcurrencyTotal,
+  validateConfig,
+} from './config';
 import { AsyncInvokeSettings, OpxFunction, TableAccess } from './function';
 import { SignalEntryPoints } from './ingest';
 import { Monitoring } from './monitoring';
@@ -120,7 +128,8 @@ export class OpxStack extends Stack {
     this.tables = new OpxTables(this, 'Tables', { prefix, restored: config.restoredTables });
     const messaging = new MessagingKey(this, 'Messaging', { prefix });
 
-    this.bus = new events.EventBus(this, 'Bus', { eventBusName: `${prefix}-bus` });
+    const busName = `${prefix}-bus`;
+    this.bus = new events.EventBus(this, 'Bus', { eventBusName: busName });
     this.bus.archive('Archive', {
       archiveName: `${prefix}-bus-archive`,
       description: 'Every opx notification, for replaying a window of fan-out after an outage',
@@ -175,8 +184,7 @@ export class OpxStack extends Stack {
     this.api = new IncidentApi(this, 'Api', {
       prefix,
       handler: fn['incident-api'].function,
-      throttleRateLimit: config.apiThrottleRateLimit,
-      throttleBurstLimit: config.apiThrottleBurstLimit,
+      throttle: apiStageThrottle(config.reservedConcurrency['incident-api']),
       logRetention,
       tracing: config.tracing,
       accountRole: config.apiGatewayAccountRole,
@@ -208,17 +216,47 @@ export class OpxStack extends Stack {
       functions: Object.values(this.functions),
       fanout: fn.fanout,
       deadLetterQueues,
+      pagingDeadLetterQueues: ['paging-failed'],
+      rules: [
+        ...Object.values(this.pipeline.stageRules).map((rule) => ({ ruleName: literalName(rule), eventBusName: busName })),
+        { ruleName: literalName(this.paging.rule), eventBusName: busName, paging: true },
+        { ruleName: literalName(this.pipeline.sweepSchedule) },
+        { ruleName: literalName(this.entryPoints.alarmRule) },
+      ],
+      pagingTopic: this.paging.topic,
+      tables: this.tables,
+      longRunning: [fn.sweeper, fn.replay],
       api: this.api.api,
+      apiAccessLogs: this.api.accessLogs,
       noSignalsPeriodMinutes: config.noSignalsPeriodMinutes,
       endToEndLagP99ThresholdMs: config.endToEndLagP99ThresholdMs,
       rejectedSignalsPercentThreshold: config.rejectedSignalsPercentThreshold,
     });
 
+    // Reservations come out of the account's regional Lambda quota, which must keep 100
+    // unreserved: a new account (quota 10) cannot deploy opx until the quota is raised.
+    const reservedTotal = reservedConcurrencyTotal(config.reservedConcurrency);
+    const quotaNeeded = reservedTotal + LAMBDA_UNRESERVED_CONCURRENCY_MIN;
+    const concurrencyNote =
+      `opx reserves ${reservedTotal} concurrent Lambda executions in total; the account's concurrent-executions quota ` +
+      `in this region must be at least ${quotaNeeded} (${LAMBDA_UNRESERVED_CONCURRENCY_MIN} stay unreserved). ` +
+      'Check: aws lambda get-account-settings --query AccountLimit.ConcurrentExecutions';
+    new CfnOutput(this, 'ReservedConcurrencyTotal', { value: String(reservedTotal), description: concurrencyNote });
+    Annotations.of(this).addInfo(concurrencyNote);
     new CfnOutput(this, 'BusName', { value: this.bus.eventBusName });
     new CfnOutput(this, 'AlarmsTopicArn', { value: this.entryPoints.alarmsTopic.topicArn, description: 'Point CloudWatch alarm actions here (Alertmanager reaches POST /signals through a SigV4 signing relay)' });
     new CfnOutput(this, 'PagingTopicArn', { value: this.paging.topic.topicArn, description: 'Subscribe the pager here' });
     new CfnOutput(this, 'OpsTopicArn', { value: this.opsTopic.topicArn, description: "Where opx's own alarms go" });
   }
+}
+
+/** The name a rule was given (its Ref is `bus|rule` on a custom bus, useless as a metric dimension). */
+function literalName(rule: events.Rule): string {
+  const name = (rule.node.defaultChild as events.CfnRule).name;
+  if (name === undefined) {
+    throw new Error(`${rule.node.path} has no name`);
+  }
+  return name;
 }
 
 function pascal(name: string): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { API_ROUTES, API_STAGE_NAME, apiRoleName } from '../lib/api';
-import { ACCESS_LEVELS } from '../lib/config';
+import { ACCESS_LEVELS, API_REQUEST_SECONDS_BUDGET } from '../lib/config';
 import { CfnTemplate, asList, buildStack, logicalId, resourcesOfType } from './support';
 
 const built = buildStack();
@@ -86,17 +86,36 @@ describe('incident API', () => {
     assert.equal(logGroup.Properties!.RetentionInDays, 90);
   });
 
-  it('throttles the stage and logs errors without bodies', () => {
-    const stage = resourcesOfType(built.json, 'AWS::ApiGateway::Stage')[0][1].Properties!;
-    const settings = stage.MethodSettings[0];
-    assert.equal(settings.ThrottlingRateLimit, 50);
-    assert.equal(settings.ThrottlingBurstLimit, 100);
+  it('throttles the stage to what the incident-api reserved concurrency can run, and logs errors without bodies', () => {
+    const throttleOf = (json: CfnTemplate) => {
+      const settings = resourcesOfType(json, 'AWS::ApiGateway::Stage')[0][1].Properties!.MethodSettings[0];
+      return { rate: settings.ThrottlingRateLimit, burst: settings.ThrottlingBurstLimit, settings };
+    };
+    const reservedOf = (json: CfnTemplate) =>
+      resourcesOfType(json, 'AWS::Lambda::Function').find(([, f]) => f.Properties!.FunctionName === 'opx-incident-api')![1].Properties!
+        .ReservedConcurrentExecutions;
+    for (const b of [built, buildStack({ reservedConcurrency: '{"incident-api":25}' })]) {
+      const { rate, burst } = throttleOf(b.json);
+      const reserved = reservedOf(b.json);
+      // A burst, and a second of steady-state requests each within the budget, fit the reservation.
+      assert.equal(burst, reserved);
+      assert.ok(rate * API_REQUEST_SECONDS_BUDGET <= reserved, `rate ${rate}/s with ${API_REQUEST_SECONDS_BUDGET} s requests fits ${reserved}`);
+      assert.equal(rate, reserved / API_REQUEST_SECONDS_BUDGET);
+    }
+    assert.equal(throttleOf(buildStack({ reservedConcurrency: '{"incident-api":25}' }).json).burst, 25);
+    const { settings } = throttleOf(built.json);
     assert.equal(settings.LoggingLevel, 'ERROR');
     assert.equal(settings.DataTraceEnabled, false);
-    const custom = buildStack({ apiThrottleRateLimit: 5, apiThrottleBurstLimit: 10 });
-    const customStage = resourcesOfType(custom.json, 'AWS::ApiGateway::Stage')[0][1].Properties!;
-    assert.equal(customStage.MethodSettings[0].ThrottlingRateLimit, 5);
-    assert.equal(customStage.MethodSettings[0].ThrottlingBurstLimit, 10);
+    assert.throws(() => buildStack({ apiThrottleRateLimit: 5 }), /reservedConcurrency/);
+  });
+
+  it('creates the execution log group before the stage, with a retention', () => {
+    const [stageId, stage] = resourcesOfType(built.json, 'AWS::ApiGateway::Stage')[0];
+    const executionLogs = logicalId(built, built.stack.api.executionLogs);
+    const group = built.json.Resources[executionLogs].Properties!;
+    assert.deepEqual(group.LogGroupName, { 'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: apiId }, `/${API_STAGE_NAME}`]] });
+    assert.equal(group.RetentionInDays, 90);
+    assert.ok(asList((stage as { DependsOn?: string[] }).DependsOn).includes(executionLogs), `${stageId} waits for the group`);
   });
 
   it('answers gateway errors as problem+json', () => {

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { FUNCTION_NAMES } from '../lib/config';
-import { CfnResource, buildStack, logicalId, resourcesOfType } from './support';
+import { DEFAULT_RESERVED_CONCURRENCY, FUNCTION_NAMES, LAMBDA_UNRESERVED_CONCURRENCY_MIN, reservedConcurrencyTotal } from '../lib/config';
+import { NEAR_TIMEOUT_PERCENT, STORE_OPERATIONS } from '../lib/monitoring';
+import { FUNCTION_SPECS } from '../lib/opx-stack';
+import { CfnResource, CfnTemplate, INFRA_DIR, buildStack, logicalId, resourcesOfType } from './support';
 
 const built = buildStack();
 const alarms = resourcesOfType(built.json, 'AWS::CloudWatch::Alarm').map(([, alarm]) => alarm.Properties!);
@@ -12,6 +16,153 @@ function alarm(name: string): Record<string, any> {
   assert.ok(found, `alarm ${name} exists`);
   return found;
 }
+
+/** The metrics an alarm reads: its own, or those of its math expression. */
+function metricsOf(found: Record<string, any>): { Namespace: string; MetricName: string; Dimensions?: { Name: string; Value: unknown }[]; Period: number }[] {
+  if (found.MetricName) {
+    return [{ Namespace: found.Namespace, MetricName: found.MetricName, Dimensions: found.Dimensions, Period: found.Period }];
+  }
+  return found.Metrics.filter((m: { MetricStat?: unknown }) => m.MetricStat).map(
+    (m: { MetricStat: { Metric: Record<string, any>; Period: number } }) => ({ ...m.MetricStat.Metric, Period: m.MetricStat.Period }),
+  );
+}
+
+/** Every alarm reading `namespace/metricName` with exactly these dimensions (order aside). */
+function alarmsOn(namespace: string, metricName: string, dimensions: Record<string, unknown>): Record<string, any>[] {
+  const wanted = JSON.stringify(Object.entries(dimensions).sort(([a], [b]) => a.localeCompare(b)));
+  return alarms.filter((a) =>
+    metricsOf(a).some(
+      (m) =>
+        m.Namespace === namespace &&
+        m.MetricName === metricName &&
+        JSON.stringify((m.Dimensions ?? []).map((d) => [d.Name, d.Value]).sort(([a], [b]) => String(a).localeCompare(String(b)))) === wanted,
+    ),
+  );
+}
+
+describe('alarms on what can fail silently', () => {
+  it('every EventBridge rule alarms on failed invocations and on failures to dead-letter, with the bus dimension on the opx bus', () => {
+    const rules = resourcesOfType(built.json, 'AWS::Events::Rule');
+    assert.equal(rules.length, 7);
+    for (const [, rule] of rules) {
+      const name = rule.Properties!.Name as string;
+      const dimensions: Record<string, unknown> = { RuleName: name };
+      if (rule.Properties!.EventBusName !== undefined) {
+        // Metrics of a rule on a custom bus carry both dimensions; RuleName alone is the default bus.
+        dimensions.EventBusName = 'opx-bus';
+      }
+      for (const metric of ['FailedInvocations', 'InvocationsFailedToBeSentToDlq']) {
+        const found = alarmsOn('AWS/Events', metric, dimensions);
+        assert.equal(found.length, 1, `${name} ${metric}`);
+        assert.equal(found[0].Threshold, 1);
+        assert.equal(found[0].Period, name === 'opx-paging' ? 60 : 300, `${name} ${metric} period`);
+      }
+    }
+  });
+
+  it('the paging path is watched every minute: rule, topic deliveries and dead letters', () => {
+    const topicName = built.json.Resources[logicalId(built, built.stack.paging.topic)].Properties!.TopicName;
+    const failed = alarmsOn('AWS/SNS', 'NumberOfNotificationsFailed', {
+      TopicName: { 'Fn::GetAtt': [logicalId(built, built.stack.paging.topic), 'TopicName'] },
+    });
+    assert.equal(topicName, 'opx-paging');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].Period, 60);
+    const dlq = alarm('opx-self-paging-failed-dead-letters');
+    assert.equal(dlq.Period, 60);
+  });
+
+  it('every asynchronously invoked function alarms on dropped events and on failure-destination delivery failures', () => {
+    const asyncFunctions = FUNCTION_NAMES.filter((name) => FUNCTION_SPECS[name].asyncInvoke !== undefined);
+    assert.deepEqual(asyncFunctions, ['signal-ingest', 'detection', 'evidence', 'confidence', 'promotion', 'sweeper']);
+    for (const name of asyncFunctions) {
+      const fnId = logicalId(built, built.stack.functions[name].function);
+      for (const metric of ['AsyncEventsDropped', 'DestinationDeliveryFailures']) {
+        assert.equal(alarmsOn('AWS/Lambda', metric, { FunctionName: { Ref: fnId } }).length, 1, `${name} ${metric}`);
+      }
+    }
+  });
+
+  it('sweeper and replay alarm when their longest run passes 80% of their timeout', () => {
+    for (const name of ['sweeper', 'replay'] as const) {
+      const fn = resourcesOfType(built.json, 'AWS::Lambda::Function').find(([, f]) => f.Properties!.FunctionName === `opx-${name}`)!;
+      const found = alarmsOn('AWS/Lambda', 'Duration', { FunctionName: { Ref: fn[0] } });
+      assert.equal(found.length, 1, name);
+      assert.equal(found[0].Statistic, 'Maximum');
+      assert.equal(found[0].Threshold, (fn[1].Properties!.Timeout * 1000 * NEAR_TIMEOUT_PERCENT) / 100);
+      assert.equal(found[0].ComparisonOperator, 'GreaterThanThreshold');
+    }
+  });
+
+  it('every table alarms on throttles and on system errors of every operation the store sends', () => {
+    for (const table of ['events', 'idempotency', 'projections'] as const) {
+      const tableName = { Ref: logicalId(built, built.stack.tables[table]) };
+      const throttles = alarm(`opx-self-table-${table}-throttles`);
+      const errors = alarm(`opx-self-table-${table}-system-errors`);
+      for (const operation of STORE_OPERATIONS) {
+        assert.ok(alarmsOn('AWS/DynamoDB', 'ThrottledRequests', { TableName: tableName, Operation: operation }).includes(throttles), `${table} ${operation} throttles`);
+        assert.ok(alarmsOn('AWS/DynamoDB', 'SystemErrors', { TableName: tableName, Operation: operation }).includes(errors), `${table} ${operation} errors`);
+      }
+      for (const metric of ['ReadThrottleEvents', 'WriteThrottleEvents']) {
+        assert.ok(alarmsOn('AWS/DynamoDB', metric, { TableName: tableName }).includes(throttles), `${table} ${metric}`);
+      }
+      for (const found of [throttles, errors]) {
+        const expression = found.Metrics.find((m: { Expression?: string }) => m.Expression).Expression as string;
+        const ids = found.Metrics.filter((m: { MetricStat?: unknown }) => m.MetricStat).map((m: { Id: string }) => m.Id);
+        // FILL: a sum of series with a missing point is missing, which would hide the others.
+        for (const id of ids) {
+          assert.ok(expression.includes(`FILL(${id}, 0)`), `${found.AlarmName} fills ${id}`);
+        }
+        assert.equal(found.Threshold, 1);
+      }
+    }
+  });
+
+  it('API 4xx and 429 rates are alarms; 429s are counted from the access log', () => {
+    const filters = resourcesOfType(built.json, 'AWS::Logs::MetricFilter');
+    assert.equal(filters.length, 1);
+    const filter = filters[0][1].Properties!;
+    assert.equal(filter.LogGroupName.Ref, logicalId(built, built.stack.api.accessLogs));
+    assert.equal(filter.FilterPattern, '{ $.status = "429" }');
+    const transform = filter.MetricTransformations[0];
+    for (const [name, metric] of [
+      ['opx-self-api-4xx-rate', ['AWS/ApiGateway', '4XXError']],
+      ['opx-self-api-429-rate', [transform.MetricNamespace, transform.MetricName]],
+    ] as const) {
+      const names = metricsOf(alarm(name)).map((m) => `${m.Namespace}/${m.MetricName}`).sort();
+      assert.deepEqual(names, ['AWS/ApiGateway/Count', metric.join('/')].sort(), name);
+    }
+  });
+});
+
+describe('reserved concurrency is stated before deploying', () => {
+  const reservedInTemplate = (json: CfnTemplate) =>
+    resourcesOfType(json, 'AWS::Lambda::Function').reduce((sum, [, f]) => sum + f.Properties!.ReservedConcurrentExecutions, 0);
+  const outputs = (b: ReturnType<typeof buildStack>) => (b.template.toJSON() as { Outputs: Record<string, { Value: string; Description: string }> }).Outputs;
+
+  it('the output states the sum of every function\'s reserved concurrency and the quota it needs', () => {
+    for (const b of [built, buildStack({ reservedConcurrency: '{"signal-ingest":40,"replay":1}' })]) {
+      const total = reservedInTemplate(b.json);
+      const output = outputs(b).ReservedConcurrencyTotal;
+      assert.equal(output.Value, String(total));
+      assert.ok(output.Description.includes(`at least ${total + LAMBDA_UNRESERVED_CONCURRENCY_MIN}`), output.Description);
+    }
+  });
+
+  it('synth says it too', () => {
+    const infos = built.stack.node.metadata.filter((entry) => entry.type === 'aws:cdk:info').map((entry) => String(entry.data));
+    const total = reservedInTemplate(built.json);
+    assert.ok(infos.some((info) => info.includes(`reserves ${total} concurrent`) && info.includes(`at least ${total + 100}`)), infos.join('\n'));
+  });
+
+  it('the README states the default total and the quota it needs', () => {
+    const readme = fs.readFileSync(path.join(INFRA_DIR, 'README.md'), 'utf8');
+    const total = reservedConcurrencyTotal(DEFAULT_RESERVED_CONCURRENCY);
+    assert.equal(total, reservedInTemplate(built.json));
+    assert.match(readme, new RegExp(`defaults total ${total}\\b`));
+    assert.match(readme, new RegExp(`at least ${total + LAMBDA_UNRESERVED_CONCURRENCY_MIN}\\b`));
+  });
+});
 
 describe('alarms on opx itself', () => {
   it('every function has an errors alarm and a throttles alarm on its own metrics', () => {

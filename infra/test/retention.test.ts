@@ -24,7 +24,7 @@ describe('a rolled-back first deploy can be retried; cdk destroy keeps the recor
 
   it('log groups, the messaging key and the API Gateway account role are kept on delete, not on a rolled-back create', () => {
     const logGroups = resourcesOfType(built.json, 'AWS::Logs::LogGroup');
-    assert.equal(logGroups.length, 10, 'nine function log groups and the API access log group');
+    assert.equal(logGroups.length, 11, 'nine function log groups and the API access and execution log groups');
     const kept = [
       ...logGroups,
       ...resourcesOfType(built.json, 'AWS::KMS::Key'),
@@ -33,7 +33,7 @@ describe('a rolled-back first deploy can be retried; cdk destroy keeps the recor
         JSON.stringify(role.Properties!.AssumeRolePolicyDocument).includes('apigateway.amazonaws.com'),
       ),
     ];
-    assert.equal(kept.length, 13);
+    assert.equal(kept.length, 14);
     for (const [id, resource] of kept) {
       assert.equal(resource.DeletionPolicy, RETAIN_EXCEPT_ON_CREATE, `${id} DeletionPolicy`);
       assert.equal(resource.UpdateReplacePolicy, 'Retain', `${id} UpdateReplacePolicy`);
