@@ -1,4 +1,4 @@
-import { Annotations, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import { Annotations, Aspects, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -17,6 +17,7 @@ import {
 import { AsyncInvokeSettings, OpxFunction, TableAccess } from './function';
 import { SignalEntryPoints } from './ingest';
 import { Monitoring } from './monitoring';
+import { LintSuppressions } from './nag';
 import { Paging } from './paging';
 import { Pipeline } from './pipeline';
 import { OpxTables } from './tables';
@@ -124,6 +125,9 @@ export class OpxStack extends Stack {
     assertLambdaAssets(config.lambdaAssetDir);
     const prefix = config.prefix;
     const logRetention = config.logRetentionDays as logs.RetentionDays;
+
+    // cfn-lint and checkov findings opx accepts, each with its reason (lib/nag.ts).
+    Aspects.of(this).add(new LintSuppressions());
 
     this.tables = new OpxTables(this, 'Tables', { prefix, restored: config.restoredTables });
     const messaging = new MessagingKey(this, 'Messaging', { prefix });

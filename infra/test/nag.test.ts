@@ -6,7 +6,8 @@ import { after, describe, it } from 'node:test';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { buildStack } from './support';
+import { LINT_SUPPRESSIONS } from '../lib/nag';
+import { buildStack, resourcesOfType } from './support';
 
 interface Acknowledgement {
   readonly path: string;
@@ -114,5 +115,48 @@ describe('cdk-nag AwsSolutions', () => {
     } finally {
       console.error = originalError;
     }
+  });
+});
+
+describe('cfn-lint and checkov suppressions', () => {
+  const built = buildStack();
+  const traced = buildStack({ tracing: 'true' });
+
+  it('every suppression has a reason and names one resource type', () => {
+    for (const suppression of LINT_SUPPRESSIONS) {
+      assert.ok(suppression.reason.length > 40, `${suppression.tool} ${suppression.id} has a reason`);
+      assert.match(suppression.resourceType, /^AWS::[A-Za-z0-9]+::[A-Za-z0-9]+$/);
+    }
+  });
+
+  it('is written into the metadata of exactly the resources of its type', () => {
+    for (const suppression of LINT_SUPPRESSIONS.filter((s) => s.applies === undefined)) {
+      const resources = resourcesOfType(built.json, suppression.resourceType);
+      assert.ok(resources.length > 0, `${suppression.id}: the stack has ${suppression.resourceType}`);
+      for (const [id, resource] of resources) {
+        const metadata = resource.Metadata ?? {};
+        const ids =
+          suppression.tool === 'cfn-lint'
+            ? (metadata['cfn-lint']?.config?.ignore_checks as string[])
+            : (metadata.checkov?.skip as { id: string }[] | undefined)?.map((skip) => skip.id);
+        assert.ok(ids?.includes(suppression.id), `${id} suppresses ${suppression.id}`);
+      }
+    }
+    for (const [id, resource] of Object.entries(built.json.Resources)) {
+      const types = LINT_SUPPRESSIONS.map((s) => s.resourceType);
+      if (!types.includes(resource.Type)) {
+        assert.equal(resource.Metadata?.checkov, undefined, `${id} suppresses nothing`);
+        assert.equal(resource.Metadata?.['cfn-lint'], undefined, `${id} suppresses nothing`);
+      }
+    }
+  });
+
+  it('the API X-Ray finding is suppressed only while tracing is off', () => {
+    const skipsOf = (json: typeof built.json) =>
+      resourcesOfType(json, 'AWS::ApiGateway::Stage').flatMap(([, stage]) =>
+        ((stage.Metadata?.checkov?.skip ?? []) as { id: string }[]).map((skip) => skip.id),
+      );
+    assert.ok(skipsOf(built.json).includes('CKV_AWS_73'));
+    assert.ok(!skipsOf(traced.json).includes('CKV_AWS_73'));
   });
 });
