@@ -402,6 +402,40 @@ export class Monitoring extends Construct {
     );
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
+        title: 'EventBridge failed invocations',
+        left: props.rules.map(
+          (rule) =>
+            new cloudwatch.Metric({
+              namespace: 'AWS/Events',
+              metricName: 'FailedInvocations',
+              dimensionsMap: rule.eventBusName === undefined ? { RuleName: rule.ruleName } : { RuleName: rule.ruleName, EventBusName: rule.eventBusName },
+              period,
+              statistic: 'Sum',
+              label: rule.ruleName,
+            }),
+        ),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'DynamoDB read and write throttle events',
+        left: (['events', 'idempotency', 'projections'] as const).flatMap((table) =>
+          ['ReadThrottleEvents', 'WriteThrottleEvents'].map(
+            (metricName) =>
+              new cloudwatch.Metric({
+                namespace: 'AWS/DynamoDB',
+                metricName,
+                dimensionsMap: { TableName: props.tables[table].tableName },
+                period,
+                statistic: 'Sum',
+                label: `${table} ${metricName}`,
+              }),
+          ),
+        ),
+        width: 12,
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
         title: 'Dead-letter queues (messages)',
         left: Object.entries(props.deadLetterQueues).map(([name, queue]) =>
           queue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum', label: name }),

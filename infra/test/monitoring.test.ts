@@ -264,7 +264,7 @@ describe('alarms on opx itself', () => {
     assert.equal(dashboards.length, 1);
     assert.equal(dashboards[0][1].Properties!.DashboardName, 'opx-overview');
     const body = JSON.stringify(dashboards[0][1].Properties!.DashboardBody);
-    for (const needle of ['SignalsIngested', 'EndToEndLagMs', 'IteratorAge', 'ApproximateNumberOfMessagesVisible', '5XXError']) {
+    for (const needle of ['SignalsIngested', 'EndToEndLagMs', 'IteratorAge', 'ApproximateNumberOfMessagesVisible', '5XXError', 'FailedInvocations', 'WriteThrottleEvents']) {
       assert.ok(body.includes(needle), `dashboard shows ${needle}`);
     }
   });
