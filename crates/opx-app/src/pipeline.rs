@@ -1,4 +1,4 @@
-//! The stage handlers: ingest, detect, correlate, assess, promote.
+//! The stage handlers: ingest, detect, correlate, assess, promote, and the page.
 //!
 //! Each handler reads its input event from the store by pointer, decides with pure domain
 //! code, and writes everything it produces in one [`Commit`]: its output events, a
@@ -151,6 +151,16 @@ pub enum PipelineError {
     /// No such incident.
     #[error("no incident {0}")]
     IncidentNotFound(String),
+    /// The page of an event could not be published; its [`Stage::Page`] item stays queued
+    /// and a later run (the sweeper, `opx resume`) sends it again.
+    #[error("the page of {input} was not sent ({source}); left queued for a later run")]
+    PageNotSent {
+        /// The page's work item.
+        input: String,
+        /// The publisher's error.
+        #[source]
+        source: StoreError,
+    },
     /// A human request reused an idempotency key for a different request.
     #[error("idempotency key {key} was already used for a different request; use a new key for a new action")]
     RequestKeyReused {
@@ -164,7 +174,10 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         match self {
             PipelineError::Store(error) => error.is_transient(),
-            PipelineError::Contended { .. } => true,
+            // Whatever the publisher said, the event is committed and the page queued:
+            // once the bus takes notifications again (or its permissions are fixed), the
+            // same page goes out.
+            PipelineError::Contended { .. } | PipelineError::PageNotSent { .. } => true,
             _ => false,
         }
     }
@@ -209,6 +222,8 @@ pub struct StepReport {
     pub incidents_updated: Vec<IncidentId>,
     /// The step produced a detection.
     pub detections: u64,
+    /// Pages published (a [`Stage::Page`] step).
+    pub pages_sent: u64,
 }
 
 /// The pipeline over a store and a publisher, with one configuration.
@@ -339,7 +354,18 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         self.config
     }
 
-    async fn commit_and_publish(&self, commit: Commit) -> Result<Vec<EventPointer>, StoreError> {
+    /// Commits a step's or a human action's writes, adding the [`Stage::Page`] item of
+    /// every event in it that pages a human: every event is written through here, so no
+    /// path can open an incident or change its severity without queueing its page.
+    async fn commit_and_publish(
+        &self,
+        mut commit: Commit,
+    ) -> Result<Vec<EventPointer>, StoreError> {
+        for page in commit.events.iter().filter_map(WorkItem::page_of) {
+            if !commit.work_added.contains(&page) {
+                commit.work_added.push(page);
+            }
+        }
         let events = commit.events.clone();
         let pointers = self.store.commit(commit).await?;
         if let Err(error) = self.publisher.publish(&events).await {
@@ -430,8 +456,12 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         }
     }
 
-    /// Runs one work item to completion, re-deciding after lost races.
+    /// Runs one work item to completion, re-deciding after lost races. A [`Stage::Page`]
+    /// item is sent through the pipeline's publisher ([`Pipeline::page`]).
     pub async fn run(&self, item: &WorkItem) -> Result<StepReport, PipelineError> {
+        if item.stage == Stage::Page {
+            return self.page(item, self.publisher).await;
+        }
         for _ in 0..STEP_ATTEMPTS_MAX {
             match self.attempt(item).await {
                 Err(PipelineError::Store(error)) if is_retryable_conflict(&error) => continue,
@@ -441,6 +471,49 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         Err(PipelineError::Contended {
             stage: item.stage.as_str(),
             input: item.key(),
+        })
+    }
+
+    /// Sends the page of a [`Stage::Page`] item through `pager`, then removes the item. The
+    /// event is read by its pointer and its hash checked, as a stage does. A failed publish
+    /// leaves the item queued ([`PipelineError::PageNotSent`]); a publish whose removal
+    /// then fails is sent again by a later run, which the subscriber deduplicates by the
+    /// notification's message id. Nothing else is written, so a page has no output event.
+    pub async fn page<Q: Publisher>(
+        &self,
+        item: &WorkItem,
+        pager: &Q,
+    ) -> Result<StepReport, PipelineError> {
+        if item.stage != Stage::Page {
+            return Err(PipelineError::Config(format!(
+                "{} is not a page; run it with Pipeline::run",
+                item.key()
+            )));
+        }
+        let event = self.read_pointer(&item.input).await?;
+        if !Stage::Page.consumes(&event.event_type) {
+            return Err(PipelineError::Corrupt(format!(
+                "page item {} names a {}, which pages nobody",
+                item.key(),
+                event.event_type
+            )));
+        }
+        pager
+            .publish(std::slice::from_ref(&event))
+            .await
+            .map_err(|source| PipelineError::PageNotSent {
+                input: item.key(),
+                source,
+            })?;
+        self.store
+            .commit(Commit {
+                work_done: vec![item.clone()],
+                ..Commit::default()
+            })
+            .await?;
+        Ok(StepReport {
+            pages_sent: 1,
+            ..StepReport::default()
         })
     }
 
@@ -473,6 +546,7 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                             report.detections += step.detections;
                             report.incidents_opened.extend(step.incidents_opened);
                             report.incidents_updated.extend(step.incidents_updated);
+                            report.pages_sent += step.pages_sent;
                         }
                         Err(error) => {
                             if error.is_transient() {
@@ -521,13 +595,14 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
                 self.promote_step(&input, &mut appender, &mut commit, &mut report)
                     .await?
             }
+            Stage::Page => return self.page(item, self.publisher).await,
         };
         let outputs: Vec<EventPointer> =
             appender.events.iter().map(EventEnvelope::pointer).collect();
         if let Some(stage) = next_stage {
             for pointer in &outputs {
                 if pointer.stream_id.starts_with(stage.input_stream_prefix())
-                    && stage.consumes(&appender, pointer)
+                    && stage.consumes_output(&appender, pointer)
                 {
                     commit.work_added.push(WorkItem {
                         stage,
@@ -1337,21 +1412,16 @@ impl Stage {
         match self {
             Stage::Detect | Stage::Correlate => "signal:",
             Stage::Assess | Stage::Promote => "group:",
+            Stage::Page => "incident:",
         }
     }
 
     /// Whether an output event of the previous stage is this stage's input.
-    fn consumes(self, appender: &Appender, pointer: &EventPointer) -> bool {
-        let wanted = match self {
-            Stage::Detect => "SignalAccepted",
-            Stage::Correlate => "SignalEvaluated",
-            Stage::Assess => "DetectionCorrelated",
-            Stage::Promote => "ConfidenceAssessed",
-        };
+    fn consumes_output(self, appender: &Appender, pointer: &EventPointer) -> bool {
         appender
             .events
             .iter()
-            .any(|event| event.pointer() == *pointer && event.event_type == wanted)
+            .any(|event| event.pointer() == *pointer && self.consumes(&event.event_type))
     }
 }
 
@@ -1366,6 +1436,8 @@ pub struct DrainReport {
     pub incidents_opened: Vec<IncidentId>,
     /// Incidents that gained evidence or a recovery.
     pub incidents_updated: Vec<IncidentId>,
+    /// Page steps done, through the pipeline's publisher (which sends nothing embedded).
+    pub pages_sent: u64,
     /// Steps left queued, with why (transient failures, lost races, corrupt input).
     pub left_queued: Vec<String>,
     /// Stopped because `steps_max` was reached.

@@ -25,6 +25,13 @@ pub const KEY_LEN_MAX: usize = 1024;
 /// Largest sequence number and projection version: SQLite stores them as signed 64-bit.
 pub const SEQUENCE_MAX: u64 = i64::MAX as u64;
 
+/// The committed event types that page a human. The paging bus rule of the CDK app
+/// (`PAGING_DETAIL_TYPES` in `infra/lib/paging.ts`) must match exactly these.
+pub const PAGING_EVENT_TYPES: [&str; 2] = [
+    opx_domain::incident::IncidentOpened::EVENT_TYPE,
+    opx_domain::incident::SeverityChanged::EVENT_TYPE,
+];
+
 /// A pipeline stage that consumes a committed event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,15 +44,21 @@ pub enum Stage {
     Assess,
     /// `ConfidenceAssessed` → promotion gate → incident opened or evidence attached.
     Promote,
+    /// `IncidentOpened`/`SeverityChanged` → the paging notification published. An outbox
+    /// item: queued in the commit that writes the event, done once a publish of the event
+    /// succeeded. It writes no event, so delivery is at least once; the subscriber
+    /// deduplicates by the notification's message id.
+    Page,
 }
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 4] = [
+    pub const ALL: [Stage; 5] = [
         Stage::Detect,
         Stage::Correlate,
         Stage::Assess,
         Stage::Promote,
+        Stage::Page,
     ];
 
     /// The stage's name as stored and logged.
@@ -55,12 +68,29 @@ impl Stage {
             Stage::Correlate => "correlate",
             Stage::Assess => "assess",
             Stage::Promote => "promote",
+            Stage::Page => "page",
         }
     }
 
     /// Parses [`Stage::as_str`] output.
     pub fn parse(text: &str) -> Option<Stage> {
         Stage::ALL.into_iter().find(|stage| stage.as_str() == text)
+    }
+
+    /// The event types the stage consumes.
+    pub fn input_event_types(self) -> &'static [&'static str] {
+        match self {
+            Stage::Detect => &["SignalAccepted"],
+            Stage::Correlate => &["SignalEvaluated"],
+            Stage::Assess => &["DetectionCorrelated"],
+            Stage::Promote => &["ConfidenceAssessed"],
+            Stage::Page => &PAGING_EVENT_TYPES,
+        }
+    }
+
+    /// Whether the stage consumes events of `event_type`.
+    pub fn consumes(self, event_type: &str) -> bool {
+        self.input_event_types().contains(&event_type)
     }
 }
 
@@ -76,6 +106,14 @@ pub struct WorkItem {
 }
 
 impl WorkItem {
+    /// The page of a committed event, when its type pages a human.
+    pub fn page_of(event: &EventEnvelope) -> Option<WorkItem> {
+        Stage::Page.consumes(&event.event_type).then(|| WorkItem {
+            stage: Stage::Page,
+            input: event.pointer(),
+        })
+    }
+
     /// The work item's unique key: `stage/stream/sequence`.
     pub fn key(&self) -> String {
         format!(

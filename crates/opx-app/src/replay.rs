@@ -24,7 +24,10 @@
 //!    an existing input event and the pointers of outputs that exist.
 //! 5. **Completeness**: every event a stage consumes was consumed (its `stage/...` record
 //!    exists) or is still queued. Queued work is reported as pending, never as divergence:
-//!    after a crash, `opx resume` carries it through.
+//!    after a crash, `opx resume` carries it through. A page ([`Stage::Page`]) is an outbox
+//!    item with no output event, so the log cannot tell a sent page from a lost one: a
+//!    queued page must name a stored event that pages (`IncidentOpened`,
+//!    `SeverityChanged`), and nothing is demanded of a page no longer queued.
 //!
 //! # Slices
 //!
@@ -598,15 +601,6 @@ fn decode_pipeline(event: &EventEnvelope) -> Result<PipelineEvent, String> {
         .map_err(|error| error.to_string())
 }
 
-fn stage_input_type(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Detect => "SignalAccepted",
-        Stage::Correlate => "SignalEvaluated",
-        Stage::Assess => "DetectionCorrelated",
-        Stage::Promote => "ConfidenceAssessed",
-    }
-}
-
 /// Parses `stage/<stage>/<stream id>/<sequence>`.
 fn parse_stage_key(key: &str) -> Option<(Stage, String, u64)> {
     let rest = key.strip_prefix("stage/")?;
@@ -750,7 +744,20 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
         for item in &pending {
             let input = &item.input;
             match self.read_event(&input.stream_id, input.sequence).await? {
-                Some(event) if event.hash == input.hash => {}
+                Some(event) if event.hash == input.hash && item.stage.consumes(&event.event_type) => {}
+                // A page is queued for exactly the events that page a human; a page item on
+                // any other event would send a page nobody asked for.
+                Some(event) if event.hash == input.hash => self.diverge(
+                    At::event(&input.stream_id, input.sequence).with_record(format!("work/{}", item.key())),
+                    DivergenceKind::InputUnavailable,
+                    Some("event_type".to_owned()),
+                    item.stage.input_event_types().join(" or "),
+                    event.event_type.clone(),
+                    format!(
+                        "a pending {} work item names an event its stage never consumes",
+                        item.stage.as_str()
+                    ),
+                ),
                 Some(event) => self.diverge(
                     At::event(&input.stream_id, input.sequence).with_record(format!("work/{}", item.key())),
                     DivergenceKind::InputUnavailable,
@@ -2480,7 +2487,18 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             return Ok(());
         };
         let at = || At::event(&stream_id, sequence).with_record(record.key.clone());
-        let wanted = stage_input_type(stage);
+        if stage == Stage::Page {
+            self.diverge(
+                at(),
+                DivergenceKind::IdempotencyMismatch,
+                Some("key".to_owned()),
+                "stage/<detect|correlate|assess|promote>/<stream id>/<sequence>",
+                record.key.clone(),
+                "a page is an outbox item and records no idempotency; nothing opx runs writes this record",
+            );
+            return Ok(());
+        }
+        let wanted = stage.input_event_types().join(" or ");
         match self.read_event(&stream_id, sequence).await? {
             None => {
                 self.diverge(
@@ -2504,7 +2522,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 );
                 return Ok(());
             }
-            Some(input) if input.event_type != wanted => {
+            Some(input) if !stage.consumes(&input.event_type) => {
                 self.diverge(
                     at(),
                     DivergenceKind::IdempotencyMismatch,

@@ -1,8 +1,8 @@
 //! Cold-start configuration: environment variables read once, checked, and turned into
 //! the clients every invocation shares.
 //!
-//! Every function needs [`ENV_TABLE_PREFIX`]; the fan-out also needs [`ENV_BUS_NAME`]; the
-//! sweeper may set [`ENV_SWEEP_AGE_MS`]. A missing or unusable variable is a
+//! Every function needs [`ENV_TABLE_PREFIX`]; the fan-out and the sweeper (which re-sends
+//! pages) also need [`ENV_BUS_NAME`]; the sweeper may set [`ENV_SWEEP_AGE_MS`]. A missing or unusable variable is a
 //! [`ConfigError`] naming the variable, and the function fails its init (Lambda reports it
 //! on the first invocation) instead of running half-configured.
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 /// The table prefix: tables `P-events`, `P-idempotency`, `P-projections`.
 pub const ENV_TABLE_PREFIX: &str = "OPX_TABLE_PREFIX";
-/// The EventBridge bus the fan-out publishes to.
+/// The EventBridge bus the fan-out publishes to and the sweeper re-sends pages to.
 pub const ENV_BUS_NAME: &str = "OPX_BUS_NAME";
 /// How long work must have been pending before the sweeper re-drives it, in milliseconds.
 pub const ENV_SWEEP_AGE_MS: &str = "OPX_SWEEP_AGE_MS";
@@ -118,7 +118,7 @@ pub fn bus_name(environment: &impl Environment) -> Result<String, ConfigError> {
     let name = required(
         environment,
         ENV_BUS_NAME,
-        "the EventBridge bus the fan-out publishes committed events to",
+        "the EventBridge bus the fan-out publishes committed events and the sweeper pages to",
     )?;
     let valid = name.len() <= BUS_NAME_LEN_MAX
         && name

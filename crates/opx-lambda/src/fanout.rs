@@ -14,12 +14,21 @@
 //! because every stage is idempotent. Records beyond [`FANOUT_BATCH_RECORDS_MAX`], or
 //! left when the invocation is about to time out, are reported as failures too, so they
 //! are retried instead of lost with a timed-out batch.
+//!
+//! An event that pages a human (`IncidentOpened`, `SeverityChanged`) was committed with
+//! its [`Stage::Page`] work item. Once its publish succeeded, the fan-out removes that
+//! item; if the publish fails, the item stays queued, so even when Lambda gives up on
+//! the record the sweeper still sends the page. Removing the item is best effort: if that
+//! commit fails, the record is not reported (it was published), and the sweeper sends
+//! the page again, which the subscriber deduplicates by its message id.
+//!
+//! [`Stage::Page`]: opx_app::ports::Stage::Page
 
 use crate::error::HandlerError;
 use crate::invocation::Invocation;
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use opx_app::ports::{Publisher, Store};
+use opx_app::ports::{Commit, Publisher, Store, WorkItem};
 use serde::Serialize;
 
 /// Most stream records one invocation handles (set the event source mapping's batch size
@@ -37,6 +46,11 @@ pub struct FanoutReport {
     pub records: u64,
     /// `INSERT` records published.
     pub published: u64,
+    /// Published events that page a human whose page item was then removed.
+    pub pages_sent: u64,
+    /// Published events that page a human whose page item could not be removed (the
+    /// sweeper sends the page again).
+    pub pages_left_queued: u64,
     /// `MODIFY` and `REMOVE` records (events are immutable; nothing to do).
     pub ignored: u64,
     /// Records whose image was refused and recorded as a reject.
@@ -121,7 +135,22 @@ pub async fn handle_fanout<S: Store, P: Publisher>(
             }
         };
         match publisher.publish(std::slice::from_ref(&event)).await {
-            Ok(()) => outcome.report.published += 1,
+            Ok(()) => {
+                outcome.report.published += 1;
+                if let Some(page) = WorkItem::page_of(&event) {
+                    let done = Commit {
+                        work_done: vec![page],
+                        ..Commit::default()
+                    };
+                    match store.commit(done).await {
+                        Ok(_) => outcome.report.pages_sent += 1,
+                        Err(error) => {
+                            outcome.report.pages_left_queued += 1;
+                            tracing::warn!(function = invocation.function, retryable = error.is_transient(), stream = %event.stream_id, sequence = event.sequence, %error, "page published but its work item could not be removed; the sweeper will send it again");
+                        }
+                    }
+                }
+            }
             Err(error) => {
                 tracing::warn!(function = invocation.function, retryable = error.is_transient(), stream = %event.stream_id, sequence = event.sequence, sequence_number, %error, "publish failed; the record is reported for retry");
                 outcome.report.failed += 1;
@@ -137,6 +166,8 @@ pub async fn handle_fanout<S: Store, P: Publisher>(
         request_id = invocation.request_id,
         records = outcome.report.records,
         published = outcome.report.published,
+        pages_sent = outcome.report.pages_sent,
+        pages_left_queued = outcome.report.pages_left_queued,
         ignored = outcome.report.ignored,
         poison = outcome.report.poison,
         failed = outcome.report.failed,

@@ -29,23 +29,15 @@ use opx_publisher_eventbridge::{PointerDetail, EVENT_SOURCE};
 use serde::Serialize;
 use serde_json::Value;
 
-/// The event type a stage consumes (the bus rule that invokes its function matches it).
-pub fn input_event_type(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Detect => "SignalAccepted",
-        Stage::Correlate => "SignalEvaluated",
-        Stage::Assess => "DetectionCorrelated",
-        Stage::Promote => "ConfidenceAssessed",
-    }
-}
-
-/// The function that runs a stage.
+/// The function that runs a stage. No function runs [`Stage::Page`] from the bus: the
+/// fan-out sends a page when it publishes the event, the sweeper when that failed.
 pub fn function_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Detect => "detection",
         Stage::Correlate => "evidence",
         Stage::Assess => "confidence",
         Stage::Promote => "promotion",
+        Stage::Page => "fanout",
     }
 }
 
@@ -123,13 +115,15 @@ fn work_item(stage: Stage, event: &Value) -> Result<WorkItem, Refusal> {
             ),
         ));
     }
-    let wanted = input_event_type(stage);
-    if detail.event_type != wanted {
+    // A page completed from a bus event would be marked sent by a function that sends
+    // nothing.
+    if stage == Stage::Page || !stage.consumes(&detail.event_type) {
         return Err(refuse(
             "detail.event_type",
             format!(
-                "the {} function consumes {wanted}, got {:?}: check the bus rule that routes to it",
-                function_name(stage),
+                "the {} stage consumes {}, got {:?} from the bus: check the bus rule that routes to it",
+                stage.as_str(),
+                stage.input_event_types().join(", "),
                 detail.event_type
             ),
         ));

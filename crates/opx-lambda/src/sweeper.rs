@@ -9,6 +9,11 @@
 //! conditional, so one of the two runs and the other finds it done. A lost notification
 //! therefore delays work by at most the schedule period plus the age, and never loses it.
 //!
+//! A [`Stage::Page`] item is a page whose publish the fan-out could not confirm: the sweeper
+//! sends it through the pager it is given (the EventBridge bus, while the stage steps keep
+//! publishing nothing) and removes the item. A page sent twice carries the same message
+//! id, so the subscriber drops the copy.
+//!
 //! Bounded by [`SweepLimits`] (pages, page size, steps) and by the invocation's remaining
 //! time ([`SWEEP_TIME_RESERVE_MS`]). A failing item is counted, logged and left queued;
 //! it never stops the sweep.
@@ -16,7 +21,7 @@
 use crate::error::HandlerError;
 use crate::invocation::Invocation;
 use opx_app::pipeline::Pipeline;
-use opx_app::ports::{Page, Publisher, Store, StoreError, StoreRead, WorkItem};
+use opx_app::ports::{Page, Publisher, Stage, Store, StoreError, StoreRead, WorkItem};
 use opx_store_dynamodb::DynamoStore;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -153,6 +158,8 @@ pub struct SweepReport {
     pub redriven: u64,
     /// Steps already done (the queue item was stale or the notification won).
     pub already_done: u64,
+    /// Pages sent ([`Stage::Page`] items whose fan-out publish had failed or is late).
+    pub pages_sent: u64,
     /// Incidents opened by re-driven steps.
     pub incidents_opened: u64,
     /// Steps that failed and a later run can retry.
@@ -165,9 +172,10 @@ pub struct SweepReport {
     pub end: SweepEnd,
 }
 
-/// Re-drives stalled work; see the module documentation.
-pub async fn handle_sweep<S: Store, P: Publisher, W: PendingWorkSource>(
+/// Re-drives stalled work, sending pages through `pager`; see the module documentation.
+pub async fn handle_sweep<S: Store, P: Publisher, Q: Publisher, W: PendingWorkSource>(
     pipeline: &Pipeline<'_, S, P>,
+    pager: &Q,
     work: &W,
     invocation: &Invocation<'_>,
     limits: &SweepLimits,
@@ -179,6 +187,7 @@ pub async fn handle_sweep<S: Store, P: Publisher, W: PendingWorkSource>(
         steps: 0,
         redriven: 0,
         already_done: 0,
+        pages_sent: 0,
         incidents_opened: 0,
         failed_retryable: 0,
         failed_permanent: 0,
@@ -235,10 +244,20 @@ pub async fn handle_sweep<S: Store, P: Publisher, W: PendingWorkSource>(
                 report.steps += 1;
                 // Boxed: a step's future is deep (every stage's code), and the sweep loop around it
                 // would otherwise exceed the compiler's layout depth in the function binary.
-                match Box::pin(pipeline.run(&pending.item)).await {
+                let step = if pending.item.stage == Stage::Page {
+                    Box::pin(pipeline.page(&pending.item, pager)).await
+                } else {
+                    Box::pin(pipeline.run(&pending.item)).await
+                };
+                match step {
                     Ok(step) if step.already_done => {
                         progressed = true;
                         report.already_done += 1;
+                    }
+                    Ok(step) if step.pages_sent > 0 => {
+                        progressed = true;
+                        report.pages_sent += step.pages_sent;
+                        tracing::info!(function = invocation.function, work = %key, "page sent");
                     }
                     Ok(step) => {
                         progressed = true;
@@ -282,6 +301,7 @@ pub async fn handle_sweep<S: Store, P: Publisher, W: PendingWorkSource>(
         steps = report.steps,
         redriven = report.redriven,
         already_done = report.already_done,
+        pages_sent = report.pages_sent,
         failed_retryable = report.failed_retryable,
         failed_permanent = report.failed_permanent,
         end = ?report.end,

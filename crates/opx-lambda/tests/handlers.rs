@@ -440,9 +440,11 @@ async fn the_sweeper_carries_work_whose_notifications_were_lost() {
     let config = config();
     let pipeline = Pipeline::new(&temp.store, &NoPublisher, &config);
     let harness = Harness::new();
+    let pager = CapturePublisher::default();
     let invocation = harness.invocation("sweeper", "req-sweep-1");
     let report = handle_sweep(
         &pipeline,
+        &pager,
         &AgeUnknown(&temp.store),
         &invocation,
         &SweepLimits::with_min_age_ms(300_000),
@@ -452,7 +454,12 @@ async fn the_sweeper_carries_work_whose_notifications_were_lost() {
     assert_eq!(report.end, SweepEnd::QueueEnd);
     assert_eq!(report.incidents_opened, 1, "{report:?}");
     assert_eq!(report.failed_retryable + report.failed_permanent, 0);
-    assert_eq!(report.redriven, report.steps);
+    // Every step re-driven, and the opened incident's page (queued with it) sent.
+    assert_eq!(report.pages_sent, 1, "{report:?}");
+    assert_eq!(report.redriven + report.pages_sent, report.steps);
+    let pages = pager.take();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].event_type, "IncidentOpened");
     assert!(fingerprint(&temp.store).await.pending.is_empty());
     assert_eq!(harness.metrics.total(METRIC_INCIDENTS_PROMOTED), 1);
     // From the storm's first alarm (03:00:09.512) to the clock (03:10:00.000).
@@ -464,6 +471,7 @@ async fn the_sweeper_carries_work_whose_notifications_were_lost() {
     let invocation = harness.invocation("sweeper", "req-sweep-2");
     let again = handle_sweep(
         &pipeline,
+        &pager,
         &AgeUnknown(&temp.store),
         &invocation,
         &SweepLimits::with_min_age_ms(300_000),
@@ -471,6 +479,7 @@ async fn the_sweeper_carries_work_whose_notifications_were_lost() {
     .await
     .unwrap();
     assert_eq!((again.seen, again.steps), (0, 0));
+    assert!(pager.take().is_empty());
 }
 
 #[tokio::test]
@@ -486,9 +495,15 @@ async fn the_sweeper_stops_at_its_limits_and_before_the_deadline() {
         ..SweepLimits::with_min_age_ms(0)
     };
     let invocation = harness.invocation("sweeper", "req-steps");
-    let report = handle_sweep(&pipeline, &AgeUnknown(&temp.store), &invocation, &limits)
-        .await
-        .unwrap();
+    let report = handle_sweep(
+        &pipeline,
+        &NoPublisher,
+        &AgeUnknown(&temp.store),
+        &invocation,
+        &limits,
+    )
+    .await
+    .unwrap();
     assert_eq!((report.end, report.steps), (SweepEnd::StepLimit, 2));
 
     let limits = SweepLimits {
@@ -496,15 +511,22 @@ async fn the_sweeper_stops_at_its_limits_and_before_the_deadline() {
         pages_max: 3,
         ..SweepLimits::with_min_age_ms(0)
     };
-    let report = handle_sweep(&pipeline, &AgeUnknown(&temp.store), &invocation, &limits)
-        .await
-        .unwrap();
+    let report = handle_sweep(
+        &pipeline,
+        &NoPublisher,
+        &AgeUnknown(&temp.store),
+        &invocation,
+        &limits,
+    )
+    .await
+    .unwrap();
     assert_eq!((report.end, report.pages), (SweepEnd::PageLimit, 3));
 
     let mut invocation = harness.invocation("sweeper", "req-late");
     invocation.deadline = Some(opx_domain::time::EpochMs(harness.clock.now_ms() + 5_000));
     let report = handle_sweep(
         &pipeline,
+        &NoPublisher,
         &AgeUnknown(&temp.store),
         &invocation,
         &SweepLimits::with_min_age_ms(0),

@@ -241,6 +241,7 @@ async fn the_sweeper_leaves_young_work_to_its_notification() {
     };
     let young = handle_sweep(
         &pipeline,
+        &opx_app::ports::NoPublisher,
         &store,
         &sweeper,
         &SweepLimits::with_min_age_ms(300_000),
@@ -255,6 +256,7 @@ async fn the_sweeper_leaves_young_work_to_its_notification() {
 
     let old = handle_sweep(
         &pipeline,
+        &opx_app::ports::NoPublisher,
         &store,
         &sweeper,
         &SweepLimits::with_min_age_ms(0),

@@ -3,7 +3,8 @@
 //! [`EventBridgePublisher`] implements the application's [`Publisher`] port with
 //! `PutEvents`. Every entry has source [`EVENT_SOURCE`], detail-type = the committed
 //! event's type, and a [`PointerDetail`]: where the event is (stream id, sequence, hash),
-//! its type, and a small [`EventSummary`] for people and paging. The detail never carries
+//! a stable [`message_id`] for subscribers to deduplicate by, its type, and a small
+//! [`EventSummary`] for people and paging. The detail never carries
 //! the data a stage decides on: a stage re-reads the committed event from the store by
 //! its pointer and checks the hash, so a forged or stale notification cannot change a
 //! decision.
@@ -88,6 +89,13 @@ pub struct PointerDetail {
     pub sequence: u64,
     /// The event's hash; a stage refuses a stored event with another hash.
     pub hash: Digest,
+    /// The notification's identity for subscribers ([`message_id`]): the same on every
+    /// publish of this event — the fan-out's, its retries, the sweeper's re-sent page — and
+    /// different for every other event, so a subscriber that drops ids it has seen pages
+    /// once. (EventBridge's own event id is new on every `PutEvents`.) Absent in details
+    /// published before it existed.
+    #[serde(default)]
+    pub message_id: String,
     /// The event's type (also the entry's detail-type).
     pub event_type: String,
     /// For people and paging only (a stage never reads it, so it may be absent).
@@ -111,6 +119,13 @@ pub struct EventSummary {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The message id of a committed event's notification: its hash in hex. The hash covers
+/// the stream, the sequence, the content and the previous event, so it names this one
+/// event, and an event never changes once committed, so every re-send carries the same id.
+pub fn message_id(event: &EventEnvelope) -> String {
+    event.hash.to_hex()
+}
+
 impl PointerDetail {
     /// The detail of a committed event.
     pub fn of(event: &EventEnvelope) -> PointerDetail {
@@ -118,6 +133,7 @@ impl PointerDetail {
             stream_id: event.stream_id.clone(),
             sequence: event.sequence,
             hash: event.hash,
+            message_id: message_id(event),
             event_type: event.event_type.clone(),
             summary: EventSummary::of(event),
         }
@@ -555,6 +571,7 @@ mod tests {
                 "stream_id": "incident:ab",
                 "sequence": 1,
                 "hash": opened.hash.to_hex(),
+                "message_id": opened.hash.to_hex(),
                 "event_type": "IncidentOpened",
                 "summary": {
                     "stream_kind": "incident",
@@ -566,6 +583,46 @@ mod tests {
         );
         let parsed: PointerDetail = serde_json::from_value(detail).unwrap();
         assert_eq!(parsed.pointer(), opened.pointer());
+    }
+
+    #[test]
+    fn the_message_id_names_one_event_and_every_resend_of_it() {
+        let opened = event("incident:ab", 1, "IncidentOpened", "{}");
+        let first = BusEntry::of(&opened).unwrap();
+        let resent = BusEntry::of(&opened.clone()).unwrap();
+        assert_eq!(first, resent, "a re-send is the same entry");
+        let id = |entry: &BusEntry| {
+            serde_json::from_str::<PointerDetail>(&entry.detail)
+                .unwrap()
+                .message_id
+        };
+        assert_eq!(id(&first), opened.hash.to_hex());
+        let changed = event(
+            "incident:ab",
+            2,
+            "SeverityChanged",
+            r#"{"from":"SEV3","to":"SEV1"}"#,
+        );
+        let other_incident = event("incident:cd", 1, "IncidentOpened", "{}");
+        let ids = [
+            id(&first),
+            id(&BusEntry::of(&changed).unwrap()),
+            id(&BusEntry::of(&other_incident).unwrap()),
+        ];
+        assert!(
+            ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2],
+            "{ids:?}"
+        );
+    }
+
+    #[test]
+    fn a_detail_without_a_message_id_still_reads() {
+        let opened = event("incident:ab", 1, "IncidentOpened", "{}");
+        let mut detail = serde_json::to_value(PointerDetail::of(&opened)).unwrap();
+        detail.as_object_mut().unwrap().remove("message_id");
+        let parsed: PointerDetail = serde_json::from_value(detail).unwrap();
+        assert_eq!(parsed.pointer(), opened.pointer());
+        assert_eq!(parsed.message_id, "");
     }
 
     #[test]

@@ -537,6 +537,7 @@ pub async fn drive<S: Store, W: PendingWorkSource, T: Transport>(
             let invocation = harness.invocation("sweeper", "sweep-1");
             let swept = handle_sweep(
                 &pipeline,
+                transport.fanout_publisher(),
                 work,
                 &invocation,
                 &SweepLimits::with_min_age_ms(0),
