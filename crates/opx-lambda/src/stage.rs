@@ -332,6 +332,19 @@ mod tests {
     }
 
     #[test]
+    fn no_bus_event_completes_a_page() {
+        for event_type in opx_app::ports::PAGING_EVENT_TYPES {
+            let mut detail = detail(event_type);
+            detail["stream_id"] = json!("incident:ab");
+            let event = bus_event(event_type, detail);
+            match work_item(Stage::Page, &event) {
+                Ok(item) => panic!("{event} became {item:?}"),
+                Err(refusal) => assert_eq!(refusal.field, "detail.event_type"),
+            }
+        }
+    }
+
+    #[test]
     fn malformed_or_misrouted_events_are_refused_naming_the_field() {
         let cases = [
             (json!([1]), "$"),

@@ -3,6 +3,9 @@
 //! sweeper sends what the fan-out could not — with the same message id, so the
 //! subscriber pages once. Over a real SQLite store, with publishers that fail on purpose.
 
+// Test code: helpers outside #[test] functions unwrap too; a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use opx_app::pipeline::Pipeline;
