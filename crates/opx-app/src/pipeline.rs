@@ -367,11 +367,31 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }
         }
         let events = commit.events.clone();
+        let pages: Vec<WorkItem> = commit
+            .work_added
+            .iter()
+            .filter(|item| item.stage == Stage::Page)
+            .cloned()
+            .collect();
         let pointers = self.store.commit(commit).await?;
-        if let Err(error) = self.publisher.publish(&events).await {
+        match self.publisher.publish(&events).await {
+            Ok(()) if self.publisher.delivers() && !pages.is_empty() => {
+                // Published to the subscribers: the pages are sent, as when the fan-out
+                // publishes them. If removing them fails, a later run sends them again.
+                let done = Commit {
+                    work_done: pages,
+                    ..Commit::default()
+                };
+                if let Err(error) = self.store.commit(done).await {
+                    tracing::warn!(%error, "pages published but their work items could not be removed; a later run sends them again");
+                }
+            }
+            Ok(()) => {}
             // The events are committed and their work items are queued: a failed
             // notification only delays the next stage until the sweeper runs.
-            tracing::warn!(%error, "publishing committed events failed; the sweeper will re-drive them");
+            Err(error) => {
+                tracing::warn!(%error, "publishing committed events failed; the sweeper will re-drive them");
+            }
         }
         Ok(pointers)
     }

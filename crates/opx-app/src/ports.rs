@@ -559,6 +559,15 @@ pub trait Publisher: Send + Sync {
         &self,
         events: &[EventEnvelope],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether a successful publish reaches the subscribers, pagers included (a bus). Then
+    /// the pipeline completes the [`Stage::Page`] items of a commit it published, as the
+    /// fan-out does, instead of sending those pages again. False (the default) for a
+    /// publisher that sends nowhere, such as the stage functions' [`NoPublisher`], whose
+    /// commits the fan-out publishes from the events table's stream.
+    fn delivers(&self) -> bool {
+        false
+    }
 }
 
 /// A publisher that does nothing: the embedded pipeline drains its work queue in process.

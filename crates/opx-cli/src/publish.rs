@@ -31,4 +31,11 @@ impl Publisher for CliPublisher {
             CliPublisher::EventBridge(publisher) => publisher.publish(events).await,
         }
     }
+
+    fn delivers(&self) -> bool {
+        match self {
+            CliPublisher::Nothing => false,
+            CliPublisher::EventBridge(publisher) => publisher.delivers(),
+        }
+    }
 }

@@ -65,6 +65,10 @@ impl Publisher for FlakyPublisher {
         }
         self.delivered.publish(events).await
     }
+
+    fn delivers(&self) -> bool {
+        true
+    }
 }
 
 /// The SQLite store, except that a commit that only completes work fails as unavailable
@@ -473,6 +477,32 @@ async fn the_embedded_drain_completes_pages_and_a_failing_publisher_leaves_only_
     let report = pipeline.drain(u64::MAX).await.unwrap();
     assert_eq!((report.steps, report.pages_sent), (1, 1));
     assert!(report.left_queued.is_empty());
+    assert!(pending(&temp.store).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_pipeline_announcing_on_a_bus_sends_each_page_once() {
+    // As `opx --bus NAME` runs: every commit published to the bus, then the queue drained.
+    let temp = fresh_store();
+    ingest_storm(&temp.store).await;
+    let config = config();
+    let bus = FlakyPublisher::failing_first(0);
+    let pipeline = Pipeline::new(&temp.store, &bus, &config);
+    let report = pipeline.drain(u64::MAX).await.unwrap();
+    assert_eq!(report.incidents_opened.len(), 1);
+    assert!(report.left_queued.is_empty(), "{:?}", report.left_queued);
+    assert_eq!(
+        report.pages_sent, 0,
+        "the page went out with its commit; no page step re-sent it"
+    );
+    let pages: Vec<EventEnvelope> = bus
+        .delivered
+        .take()
+        .into_iter()
+        .filter(|event| Stage::Page.consumes(&event.event_type))
+        .collect();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(pages[0].event_type, "IncidentOpened");
     assert!(pending(&temp.store).await.is_empty());
 }
 

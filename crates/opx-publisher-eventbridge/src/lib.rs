@@ -481,6 +481,10 @@ impl Publisher for EventBridgePublisher {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
         publish_with(self, &self.bus_name, events).await
     }
+
+    fn delivers(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
