@@ -55,7 +55,7 @@ const stageSpec = (stage: string): FunctionSpec => ({
 /**
  * What each function is allowed and how it runs. Every pipeline stage commits transactions
  * touching all three tables, so stages read and write all three; `incident-api` writes (human
- * commands, `POST /signals`); `replay` only reads; `fanout` reads the stream and may only record rejects (see `Pipeline`).
+ * commands, `POST /signals`); `replay` only reads; `fanout` reads the stream and may only record rejects and complete pages (see `Pipeline`).
  */
 export const FUNCTION_SPECS: Record<FunctionName, FunctionSpec> = {
   'signal-ingest': {
@@ -143,7 +143,7 @@ export class OpxStack extends Stack {
 
     const environment: Partial<Record<FunctionName, Record<string, string>>> = {
       fanout: { OPX_BUS_NAME: this.bus.eventBusName },
-      sweeper: { OPX_SWEEP_AGE_MS: String(config.sweepAgeMs) },
+      sweeper: { OPX_SWEEP_AGE_MS: String(config.sweepAgeMs), OPX_BUS_NAME: this.bus.eventBusName },
     };
     const functions: Partial<Record<FunctionName, OpxFunction>> = {};
     for (const [name, spec] of Object.entries(FUNCTION_SPECS) as [FunctionName, FunctionSpec][]) {

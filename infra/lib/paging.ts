@@ -9,7 +9,10 @@ import { OPX_EVENT_SOURCE } from './pipeline';
 import { secureQueue } from './queues';
 import { MessagingKey, secureTopic } from './topics';
 
-/** The committed event types that page a human. */
+/**
+ * The committed event types that page a human: exactly `opx_app::ports::PAGING_EVENT_TYPES`,
+ * the events committed with a `page` work item (a Rust test reads this line).
+ */
 export const PAGING_DETAIL_TYPES = ['IncidentOpened', 'SeverityChanged'] as const;
 
 /** A page that cannot be delivered within 30 minutes is dead-lettered (and its DLQ alarm fires). */
@@ -63,9 +66,11 @@ export class Paging extends Construct {
     this.rule.addTarget(
       new EncryptedTopicTarget(this.topic, {
         // Scalar fields only: a JSON object (the summary) substituted into a text template
-        // would not be a readable page. The summary's keys belong to the functions.
+        // would not be a readable page. The summary's keys belong to the functions. A page
+        // is delivered at least once (the sweeper re-sends one the fan-out could not
+        // publish); the page id (the event's hash) lets the pager deduplicate.
         message: events.RuleTargetInput.fromText(
-          `opx ${field('$.detail-type')}: ${field('$.detail.stream_id')} (event ${field('$.detail.sequence')} at ${field('$.time')}). Look it up with opx show or GET /incidents/{id}.`,
+          `opx ${field('$.detail-type')}: ${field('$.detail.stream_id')} (event ${field('$.detail.sequence')} at ${field('$.time')}). Look it up with opx show or GET /incidents/{id}. Page id ${field('$.detail.message_id')}: the same on a re-sent page.`,
         ),
         deadLetterQueue: this.deadLetters,
         retryAttempts: PAGING_TARGET_RETRY_ATTEMPTS,

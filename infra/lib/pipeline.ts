@@ -46,6 +46,8 @@ export const SWEEP_TARGET_RETRY_ATTEMPTS = 2;
 
 /** The projections-table partition key under which the store records rejects (`items::kind::REJECT`). */
 export const REJECT_KIND = '~reject';
+/** The projections-table partition key of the work queue (`items::kind::WORK`). */
+export const WORK_KIND = '~work';
 
 /** Props of {@link Pipeline}. */
 export interface PipelineProps {
@@ -116,7 +118,21 @@ export class Pipeline extends Construct {
         conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [REJECT_KIND] } },
       }),
     );
+    // A published event that pages a human completes its `page` work item (one Delete under
+    // the store's `~work` kind). Without this grant the item stays queued and the sweeper sends
+    // the page a second time.
+    props.fanout.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'CompletePages',
+        actions: ['dynamodb:DeleteItem'],
+        resources: [props.projectionsTable.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WORK_KIND] } },
+      }),
+    );
     props.bus.grantPutEventsTo(props.fanout.function);
+    // The sweeper sends the pages the fan-out could not (their `page` work items are still
+    // queued); stage steps it re-drives publish nothing.
+    props.bus.grantPutEventsTo(props.sweeper.function);
 
     this.fanoutFailures = secureQueue(this, 'FanoutFailures', {
       queueName: `${props.prefix}-fanout-failed`,

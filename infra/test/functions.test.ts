@@ -76,6 +76,7 @@ describe('Lambda functions', () => {
     const busId = logicalId(built, built.stack.bus);
     assert.deepEqual(functions['opx-fanout'].fn.Properties!.Environment.Variables.OPX_BUS_NAME, { Ref: busId });
     assert.equal(functions['opx-sweeper'].fn.Properties!.Environment.Variables.OPX_SWEEP_AGE_MS, '300000');
+    assert.deepEqual(functions['opx-sweeper'].fn.Properties!.Environment.Variables.OPX_BUS_NAME, { Ref: busId }, 'the sweeper sends pages fanout could not');
     const roleMap = functions['opx-incident-api'].fn.Properties!.Environment.Variables.OPX_ROLE_MAP;
     for (const level of ['reader', 'responder', 'approver', 'ingester'] as const) {
       assert.ok(references(roleMap, logicalId(built, built.stack.api.roles[level])), `OPX_ROLE_MAP names the ${level} role`);

@@ -207,17 +207,23 @@ describe('IAM: each function holds only what it needs', () => {
     }
   });
 
-  it('fanout reads only the events stream, records only rejects and puts events only on the opx bus', () => {
+  it('fanout reads only the events stream, records only rejects, completes only pages and puts events only on the opx bus', () => {
     const statements = roleStatements('fanout');
-    const isRejectWrite = (s: Statement) => s.Sid === 'RecordRejects';
+    const projectionsArn = { 'Fn::GetAtt': [logicalId(built, built.stack.tables.projections), 'Arn'] };
+    const isProjectionWrite = (s: Statement) => s.Sid === 'RecordRejects' || s.Sid === 'CompletePages';
     const dynamodbStatements = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('dynamodb:')));
     const eventsTable = logicalId(built, built.stack.tables.events);
-    const rejectWrites = dynamodbStatements.filter(isRejectWrite);
+    const rejectWrites = dynamodbStatements.filter((s) => s.Sid === 'RecordRejects');
     assert.equal(rejectWrites.length, 1, 'fanout records refused stream images as rejects: it needs exactly one reject grant');
     assert.deepEqual(asList(rejectWrites[0].Action), ['dynamodb:PutItem']);
-    assert.deepEqual(rejectWrites[0].Resource, { 'Fn::GetAtt': [logicalId(built, built.stack.tables.projections), 'Arn'] });
+    assert.deepEqual(rejectWrites[0].Resource, projectionsArn);
     assert.deepEqual(rejectWrites[0].Condition, { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['~reject'] } });
-    for (const statement of dynamodbStatements.filter((s) => !isRejectWrite(s))) {
+    const pageCompletions = dynamodbStatements.filter((s) => s.Sid === 'CompletePages');
+    assert.equal(pageCompletions.length, 1, 'fanout removes the page work item of a published paging event');
+    assert.deepEqual(asList(pageCompletions[0].Action), ['dynamodb:DeleteItem']);
+    assert.deepEqual(pageCompletions[0].Resource, projectionsArn);
+    assert.deepEqual(pageCompletions[0].Condition, { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['~work'] } });
+    for (const statement of dynamodbStatements.filter((s) => !isProjectionWrite(s))) {
       assert.deepEqual(statement.Resource, { 'Fn::GetAtt': [eventsTable, 'StreamArn'] }, 'stream actions on the stream ARN only');
       assert.deepEqual(asList(statement.Action).sort(), [
         'dynamodb:DescribeStream',
@@ -233,10 +239,16 @@ describe('IAM: each function holds only what it needs', () => {
     assert.deepEqual([...services].sort(), ['dynamodb', 'events', 'logs', 'sqs']);
   });
 
-  it('only fanout may put events on the bus', () => {
-    for (const name of FUNCTION_NAMES.filter((n) => n !== 'fanout')) {
-      const actions = roleStatements(name).flatMap((s) => asList(s.Action));
-      assert.ok(!actions.includes('events:PutEvents'), `${name} may put events`);
+  it('only fanout and the sweeper (for the pages fanout could not send) may put events on the bus', () => {
+    const publishers = ['fanout', 'sweeper'];
+    for (const name of FUNCTION_NAMES) {
+      const putEvents = roleStatements(name).filter((s) => asList(s.Action).includes('events:PutEvents'));
+      if (!publishers.includes(name)) {
+        assert.equal(putEvents.length, 0, `${name} may put events`);
+        continue;
+      }
+      assert.equal(putEvents.length, 1, `${name} puts events`);
+      assert.deepEqual(putEvents[0].Resource, { 'Fn::GetAtt': [logicalId(built, built.stack.bus), 'Arn'] });
     }
   });
 

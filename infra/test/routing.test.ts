@@ -154,8 +154,10 @@ describe('paging', () => {
     const target = rule.Targets[0];
     assert.deepEqual(target.Arn, { Ref: paging![0] });
     assert.ok(target.InputTransformer.InputTemplate.includes('opx show'), 'message says how to see details');
+    // The message id lets the pager deduplicate a page the sweeper sent again.
     assert.deepEqual(Object.values(target.InputTransformer.InputPathsMap).sort(), [
       '$.detail-type',
+      '$.detail.message_id',
       '$.detail.sequence',
       '$.detail.stream_id',
       '$.time',
