@@ -590,6 +590,7 @@ async fn replay_refuses_an_idempotency_record_for_a_page() {
 /// page: a type paged by the rule but not queued would not be re-sent, a type queued but not
 /// routed would be re-sent to nobody.
 #[test]
+#[allow(clippy::disallowed_methods)] // reads the CDK app's source, not a store
 fn the_paging_rule_of_the_cdk_app_routes_exactly_the_events_that_queue_a_page() {
     let source = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/lib/paging.ts"),
