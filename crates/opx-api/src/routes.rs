@@ -385,7 +385,6 @@ async fn post_signals<S: Store + 'static>(
     let pipeline = Pipeline::new(&*state.store, &NoPublisher, &state.config);
     let response = signals::ingest(
         &pipeline,
-        &*state.store,
         &caller.principal,
         &body,
         state.after_ingest,

@@ -10,12 +10,14 @@
 //! through every stage before answering.
 
 use crate::problem::{ApiError, ErrorCode};
-use opx_app::pipeline::{IngestOutcome, Pipeline};
-use opx_app::ports::{Publisher, RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
+use opx_app::ingest::{
+    ingest_payload, IngestPolicy, IngestReport, ItemOutcome, Payload, PayloadRefusal,
+};
+use opx_app::pipeline::Pipeline;
+use opx_app::ports::{Publisher, Store};
 
 use opx_domain::incident::Principal;
-use opx_domain::signal::{truncate_utf8, SourceKind};
-use opx_domain::source::{parse_payload, Rejection};
+use opx_domain::signal::SourceKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -87,62 +89,42 @@ pub struct SignalsResponse {
     pub processed: Option<ProcessedSummary>,
 }
 
-pub use opx_app::ports::reject_id;
+/// What `POST /signals` takes: native signals and Alertmanager webhooks, one attempt per
+/// signal (a busy store is a 503 the client retries).
+pub const API_INGEST_POLICY: IngestPolicy = IngestPolicy {
+    takes: api_takes,
+    ..IngestPolicy::EVERY_KIND
+};
 
-async fn record_reject<S: Store>(
-    store: &S,
-    principal: &Principal,
-    bytes: &[u8],
-    item_index: u64,
-    rejection: &Rejection,
-) -> Result<(), ApiError> {
-    let excerpt =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
-    store
-        .record_reject(RejectRecord {
-            id: reject_id(bytes, item_index),
-            origin: format!("api:POST /signals by {principal}"),
-            field: rejection.field.clone(),
-            reason: rejection.reason.clone(),
-            excerpt: truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX).to_owned(),
-        })
-        .await?;
-    Ok(())
+fn api_takes(kind: SourceKind) -> Result<(), String> {
+    if API_SOURCE_KINDS.contains(&kind) {
+        return Ok(());
+    }
+    Err(format!(
+        "a {kind} payload does not enter through POST /signals (it takes native opx signals and Alertmanager webhooks); \
+         route CloudWatch alarms through EventBridge or SNS"
+    ))
 }
 
 /// Parses, records and (with [`AfterIngest::Drain`]) processes one payload.
+///
+/// A signal or a reject the store could not record fails the request (503 when a retry
+/// can help), after every item was handled: the retry finds what was recorded and answers
+/// it as duplicates.
 pub async fn ingest<S: Store, P: Publisher>(
     pipeline: &Pipeline<'_, S, P>,
-    store: &S,
     principal: &Principal,
     bytes: &[u8],
     after: AfterIngest,
 ) -> Result<SignalsResponse, ApiError> {
-    let parsed = match parse_payload(bytes, &pipeline.config().source) {
-        Ok(parsed) => parsed,
-        Err(rejection) => {
-            record_reject(store, principal, bytes, 0, &rejection).await?;
-            return Err(ApiError::new(
-                ErrorCode::InvalidPayload,
-                format!("the payload is refused: {rejection}; fix it and send it again"),
-            )
-            .with_field(rejection.field));
-        }
+    let origin = format!("api:POST /signals by {principal}");
+    let report = ingest_payload(pipeline, &API_INGEST_POLICY, Payload::new(&origin, bytes)).await;
+    let (Some(source), None) = (report.source, report.refused) else {
+        return Err(refused_whole(report));
     };
-    if !API_SOURCE_KINDS.contains(&parsed.source) {
-        let rejection = Rejection::new(
-            "$",
-            format!(
-                "a {} payload does not enter through POST /signals (it takes native opx signals and Alertmanager webhooks); \
-                 route CloudWatch alarms through EventBridge or SNS",
-                parsed.source
-            ),
-        );
-        record_reject(store, principal, bytes, 0, &rejection).await?;
-        return Err(ApiError::new(ErrorCode::UnsupportedSource, rejection.reason).with_field("$"));
-    }
+    let mut failure: Option<ApiError> = None;
     let mut response = SignalsResponse {
-        source: parsed.source,
+        source,
         accepted: 0,
         duplicates: 0,
         conflicts: 0,
@@ -150,13 +132,36 @@ pub async fn ingest<S: Store, P: Publisher>(
         items: Vec::new(),
         processed: None,
     };
-    for (position, item) in parsed.items.into_iter().enumerate() {
-        let index = u64::try_from(position)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let outcome = match item {
-            Err(rejection) => {
-                record_reject(store, principal, bytes, index, &rejection).await?;
+    for item in report.items {
+        if let Some(error) = item.reject_error {
+            failure.get_or_insert(error.into());
+        }
+        let index = item.index;
+        let outcome = match item.outcome {
+            ItemOutcome::Accepted(signal) => {
+                response.accepted += 1;
+                item_outcome(index, "accepted", signal.id.to_string(), None)
+            }
+            ItemOutcome::Duplicate(signal) => {
+                response.duplicates += 1;
+                item_outcome(index, "duplicate", signal.id.to_string(), None)
+            }
+            ItemOutcome::Conflict {
+                signal,
+                recorded,
+                offered,
+            } => {
+                response.conflicts += 1;
+                item_outcome(
+                    index,
+                    "conflict",
+                    signal.id.to_string(),
+                    Some(format!(
+                        "already recorded with other content (fingerprint {recorded}, this delivery {offered}); the first record stands"
+                    )),
+                )
+            }
+            ItemOutcome::Refused(rejection) => {
                 response.rejected += 1;
                 SignalItemOutcome {
                     index,
@@ -166,38 +171,44 @@ pub async fn ingest<S: Store, P: Publisher>(
                     reason: Some(rejection.reason),
                 }
             }
-            Ok(signal) => match pipeline.ingest(&signal).await? {
-                IngestOutcome::Accepted { signal_id } => {
-                    response.accepted += 1;
-                    item_outcome(index, "accepted", signal_id.to_string(), None)
-                }
-                IngestOutcome::Duplicate { signal_id } => {
-                    response.duplicates += 1;
-                    item_outcome(index, "duplicate", signal_id.to_string(), None)
-                }
-                IngestOutcome::Conflict {
-                    signal_id,
-                    recorded,
-                    offered,
-                } => {
-                    response.conflicts += 1;
-                    item_outcome(
-                        index,
-                        "conflict",
-                        signal_id.to_string(),
-                        Some(format!(
-                            "already recorded with other content (fingerprint {recorded}, this delivery {offered}); the first record stands"
-                        )),
-                    )
-                }
-            },
+            ItemOutcome::Failed { error, .. } => {
+                failure.get_or_insert(error.into());
+                continue;
+            }
         };
         response.items.push(outcome);
+    }
+    if let Some(error) = failure {
+        return Err(error);
     }
     if after == AfterIngest::Drain {
         response.processed = Some(drain(pipeline).await);
     }
     Ok(response)
+}
+
+/// The answer to a payload refused as a whole: 400 naming the field, once its reject is
+/// recorded.
+fn refused_whole(report: IngestReport) -> ApiError {
+    let refusal = report.items.into_iter().find_map(|item| match item.outcome {
+        ItemOutcome::Refused(rejection) => Some((rejection, item.reject_error)),
+        _ => None,
+    });
+    match (report.refused, refusal) {
+        (_, Some((_, Some(error)))) => error.into(),
+        (Some(PayloadRefusal::Unreadable), Some((rejection, None))) => ApiError::new(
+            ErrorCode::InvalidPayload,
+            format!("the payload is refused: {rejection}; fix it and send it again"),
+        )
+        .with_field(rejection.field),
+        (Some(PayloadRefusal::KindNotTaken), Some((rejection, None))) => {
+            ApiError::new(ErrorCode::UnsupportedSource, rejection.reason).with_field(rejection.field)
+        }
+        _ => ApiError::new(
+            ErrorCode::Internal,
+            "the ingest of this payload reported no outcome; this is a bug in opx",
+        ),
+    }
 }
 
 fn item_outcome(

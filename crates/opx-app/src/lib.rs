@@ -4,6 +4,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod ingest;
 pub mod pipeline;
 pub mod ports;
 pub mod recovery;

@@ -354,6 +354,11 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         self.config
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &'a S {
+        self.store
+    }
+
     /// Commits a step's or a human action's writes, adding the [`Stage::Page`] item of
     /// every event in it that pages a human: every event is written through here, so no
     /// path can open an incident or change its severity without queueing its page.

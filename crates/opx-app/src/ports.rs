@@ -456,6 +456,31 @@ pub struct RejectRecord {
 /// Longest payload excerpt kept in a [`RejectRecord`], in bytes.
 pub const REJECT_EXCERPT_LEN_MAX: usize = 1024;
 
+impl RejectRecord {
+    /// The reject of item `item_index` of `input` (0 = the whole input; items count from
+    /// 1), refused at `field` for `reason`. The one way a reject is built, so every entry
+    /// point gives the same refusal the same id and excerpt.
+    pub fn new(
+        origin: impl Into<String>,
+        input: &[u8],
+        item_index: u64,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> RejectRecord {
+        let excerpt =
+            String::from_utf8_lossy(&input[..input.len().min(REJECT_EXCERPT_LEN_MAX)]);
+        RejectRecord {
+            id: reject_id(input, item_index),
+            origin: origin.into(),
+            field: field.into(),
+            reason: reason.into(),
+            // A lossy decoding can grow the excerpt past the limit (U+FFFD is 3 bytes).
+            excerpt: opx_domain::signal::truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX)
+                .to_owned(),
+        }
+    }
+}
+
 /// The id of a reject record: the payload bytes and the item index (0 = the whole
 /// payload). Every entry point (`opx ingest`, `POST /signals`, `signal-ingest`) uses it, so
 /// recording the same refusal twice, or by two of them, is one reject.

@@ -9,7 +9,8 @@
 //! expected outcome — two incidents, the flapping alarm not promoted, one reject, a
 //! replay that verifies — is checked, and the exit code says whether it happened.
 
-use crate::ingest::{Ingestor, ItemOutcome, PayloadReport};
+use crate::ingest::{Ingestor, PayloadReport};
+use opx_app::ingest::ItemOutcome;
 use crate::query::{self, DecisionView, IncidentRow};
 use crate::reader::PayloadReader;
 use crate::{config, human, store, verify, GlobalArgs, UsageError, EXIT_OK, EXIT_REFUSED};
@@ -295,7 +296,7 @@ fn narrate_payload(narrator: &Narrator, report: &PayloadReport) {
         .unwrap_or_else(|| "unrecognised".to_owned());
     narrator.say(format!("   [{}] {kind}", report.origin));
     for item in &report.items {
-        let line = match item {
+        let line = match &item.outcome {
             ItemOutcome::Accepted(signal) => format!(
                 "accepted   {} {} at {} ({} / {}, {})",
                 signal.alarm_name, signal.state, signal.event_time, signal.environment, signal.service, signal.severity
@@ -304,13 +305,18 @@ fn narrate_payload(narrator: &Narrator, report: &PayloadReport) {
                 "duplicate  {} {} at {} — the same state change already arrived another way; recorded once",
                 signal.alarm_name, signal.state, signal.event_time
             ),
-            ItemOutcome::Conflict(signal) => format!(
+            ItemOutcome::Conflict { signal, .. } => format!(
                 "conflict   {} {} — already recorded with other content; the first record stands",
                 signal.alarm_name, signal.state
             ),
-            ItemOutcome::Rejected(rejection) => format!(
+            ItemOutcome::Refused(rejection) => format!(
                 "rejected   {}: {} (kept in the rejects table)",
                 rejection.field, rejection.reason
+            ),
+            // `Ingestor::payload` fails instead of reporting a signal it could not record.
+            ItemOutcome::Failed { signal, error } => format!(
+                "failed     {} {}: {error}",
+                signal.alarm_name, signal.state
             ),
         };
         narrator.say(format!("       {line}"));

@@ -9,12 +9,12 @@
 use crate::publish::CliPublisher;
 use crate::reader::{PayloadReader, RawPayload};
 use crate::{EXIT_OK, EXIT_REFUSED};
-use opx_app::pipeline::{DrainReport, IngestOutcome, Pipeline, PipelineConfig};
-use opx_app::ports::{RejectRecord, Store, REJECT_EXCERPT_LEN_MAX};
+use opx_app::ingest::{ingest_payload, IngestPolicy, ItemOutcome, ItemReport, Payload};
+use opx_app::pipeline::{DrainReport, Pipeline, PipelineConfig};
+use opx_app::ports::Store;
 
 use opx_domain::incident::IncidentId;
-use opx_domain::signal::{truncate_utf8, Signal, SourceKind};
-use opx_domain::source::{parse_payload, Rejection, PAYLOAD_LEN_MAX};
+use opx_domain::signal::SourceKind;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -65,21 +65,16 @@ pub const INGEST_ATTEMPTS_MAX: u32 = 5;
 /// Back-off before retry `n` is `n` times this, in milliseconds.
 pub const INGEST_RETRY_BACKOFF_MS: u64 = 200;
 
+/// Every kind of payload; a busy store (another process holding the write lock longer
+/// than the busy timeout) is waited for a few times before the command gives up.
+pub const CLI_INGEST_POLICY: IngestPolicy = IngestPolicy {
+    attempts_max: INGEST_ATTEMPTS_MAX,
+    backoff_ms: INGEST_RETRY_BACKOFF_MS,
+    ..IngestPolicy::EVERY_KIND
+};
+
 /// Most incident ids the human summary lists per kind (`--json` lists them all).
 pub const IDS_LISTED_MAX: usize = 20;
-
-/// The outcome of one item (one signal, or one refused part) of a payload.
-#[derive(Debug)]
-pub enum ItemOutcome {
-    /// First delivery of the signal.
-    Accepted(Box<Signal>),
-    /// The signal was already recorded with the same content.
-    Duplicate(Box<Signal>),
-    /// The signal was already recorded with different content; this delivery is refused.
-    Conflict(Box<Signal>),
-    /// The item (or the whole payload) was refused.
-    Rejected(Rejection),
-}
 
 /// What one payload did.
 #[derive(Debug)]
@@ -88,8 +83,8 @@ pub struct PayloadReport {
     pub origin: String,
     /// The kind detected, when the payload was recognised.
     pub source: Option<SourceKind>,
-    /// One outcome per item.
-    pub items: Vec<ItemOutcome>,
+    /// One report per item (one, at index 0, for a payload refused whole).
+    pub items: Vec<ItemReport>,
     /// What draining the work queue after this payload did.
     pub drain: DrainReport,
 }
@@ -123,7 +118,6 @@ pub struct IngestSummary {
 
 /// Ingests payloads through a pipeline and keeps the totals.
 pub struct Ingestor<'a, S: Store> {
-    store: &'a S,
     pipeline: Pipeline<'a, S, CliPublisher>,
     /// Print `rejected FILE:INDEX: ...` lines on stderr.
     pub print_rejects: bool,
@@ -136,7 +130,6 @@ impl<'a, S: Store> Ingestor<'a, S> {
     /// An ingestor over `store` deciding with `config`, announcing commits on `publisher`.
     pub fn new(store: &'a S, publisher: &'a CliPublisher, config: &'a PipelineConfig) -> Self {
         Ingestor {
-            store,
             pipeline: Pipeline::new(store, publisher, config),
             print_rejects: true,
             summary: IngestSummary::default(),
@@ -150,119 +143,68 @@ impl<'a, S: Store> Ingestor<'a, S> {
         &self.pipeline
     }
 
-    /// Ingests one raw payload read from `file`, then drains the work queue.
+    /// Ingests one raw payload read from `file`, then drains the work queue. Fails when
+    /// a signal or a reject could not be recorded (after [`INGEST_ATTEMPTS_MAX`] attempts
+    /// at a busy store), once every item of the payload was handled.
     pub async fn payload(&mut self, file: &str, raw: &RawPayload) -> anyhow::Result<PayloadReport> {
         self.summary.payloads += 1;
         let origin = format!("{file}:{}", raw.index);
-        let parsed = if raw.len > PAYLOAD_LEN_MAX {
-            Err(Rejection::new(
-                "$",
-                format!(
-                    "expected at most {PAYLOAD_LEN_MAX} bytes, got {} bytes; send smaller batches",
-                    raw.len
-                ),
-            ))
-        } else {
-            parse_payload(&raw.bytes, &self.pipeline.config().source)
+        let payload = Payload {
+            origin: &origin,
+            bytes: &raw.bytes,
+            len: raw.len,
         };
-        let mut report = PayloadReport {
-            origin: origin.clone(),
-            source: None,
-            items: Vec::new(),
-            drain: DrainReport::default(),
-        };
-        match parsed {
-            Err(rejection) => {
-                self.reject(&origin, &raw.bytes, 0, &rejection).await?;
-                report.items.push(ItemOutcome::Rejected(rejection));
-            }
-            Ok(parsed) => {
-                report.source = Some(parsed.source);
-                for (position, item) in parsed.items.into_iter().enumerate() {
-                    let outcome = match item {
-                        Err(rejection) => {
-                            let item_index = u64::try_from(position)
-                                .unwrap_or(u64::MAX)
-                                .saturating_add(1);
-                            self.reject(&origin, &raw.bytes, item_index, &rejection)
-                                .await?;
-                            ItemOutcome::Rejected(rejection)
-                        }
-                        Ok(signal) => self.signal(&origin, signal).await?,
-                    };
-                    report.items.push(outcome);
+        let ingested = ingest_payload(&self.pipeline, &CLI_INGEST_POLICY, payload).await;
+        let mut failure: Option<anyhow::Error> = None;
+        for item in &ingested.items {
+            match &item.outcome {
+                ItemOutcome::Accepted(_) => self.summary.accepted += 1,
+                ItemOutcome::Duplicate(_) => self.summary.duplicates += 1,
+                ItemOutcome::Conflict {
+                    signal,
+                    recorded,
+                    offered,
+                } => {
+                    self.summary.conflicts += 1;
+                    if self.print_rejects {
+                        eprintln!(
+                            "conflict {origin}: signal {} is already recorded with other content \
+                             (fingerprint {recorded}, this delivery {offered}); the first record stands",
+                            signal.id
+                        );
+                    }
                 }
+                ItemOutcome::Refused(rejection) => {
+                    self.summary.rejected += 1;
+                    if self.print_rejects {
+                        eprintln!("rejected {origin}: {rejection}");
+                    }
+                }
+                ItemOutcome::Failed { signal, error } => {
+                    failure.get_or_insert_with(|| {
+                        anyhow::anyhow!("{origin}: signal {} not recorded: {error}", signal.id)
+                    });
+                }
+            }
+            if let Some(error) = &item.reject_error {
+                failure.get_or_insert_with(|| {
+                    anyhow::anyhow!(
+                        "{origin}: item {} refused, but its reject was not recorded: {error}",
+                        item.index
+                    )
+                });
             }
         }
-        report.drain = self.drain().await?;
-        Ok(report)
-    }
-
-    async fn signal(&mut self, origin: &str, signal: Signal) -> anyhow::Result<ItemOutcome> {
-        let mut attempt = 1;
-        let outcome = loop {
-            match self.pipeline.ingest(&signal).await {
-                Err(error) if error.is_transient() && attempt < INGEST_ATTEMPTS_MAX => {
-                    // Another process holds the store's write lock longer than the busy
-                    // timeout: back off and try again; recording a signal is idempotent.
-                    tracing::warn!(%error, attempt, "recording a signal failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        INGEST_RETRY_BACKOFF_MS * u64::from(attempt),
-                    ))
-                    .await;
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
-        Ok(match outcome {
-            IngestOutcome::Accepted { .. } => {
-                self.summary.accepted += 1;
-                ItemOutcome::Accepted(Box::new(signal))
-            }
-            IngestOutcome::Duplicate { .. } => {
-                self.summary.duplicates += 1;
-                ItemOutcome::Duplicate(Box::new(signal))
-            }
-            IngestOutcome::Conflict {
-                signal_id,
-                recorded,
-                offered,
-            } => {
-                self.summary.conflicts += 1;
-                if self.print_rejects {
-                    eprintln!(
-                        "conflict {origin}: signal {signal_id} is already recorded with other content \
-                         (fingerprint {recorded}, this delivery {offered}); the first record stands"
-                    );
-                }
-                ItemOutcome::Conflict(Box::new(signal))
-            }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let drain = self.drain().await?;
+        Ok(PayloadReport {
+            origin,
+            source: ingested.source,
+            items: ingested.items,
+            drain,
         })
-    }
-
-    async fn reject(
-        &mut self,
-        origin: &str,
-        bytes: &[u8],
-        item_index: u64,
-        rejection: &Rejection,
-    ) -> anyhow::Result<()> {
-        self.summary.rejected += 1;
-        if self.print_rejects {
-            eprintln!("rejected {origin}: {rejection}");
-        }
-        let excerpt =
-            String::from_utf8_lossy(&bytes[..bytes.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
-        let record = RejectRecord {
-            id: reject_id(bytes, item_index),
-            origin: origin.to_owned(),
-            field: rejection.field.clone(),
-            reason: rejection.reason.clone(),
-            excerpt: truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX).to_owned(),
-        };
-        self.store.record_reject(record).await?;
-        Ok(())
     }
 
     /// Drains the work queue and adds what it did to the totals.
@@ -300,8 +242,6 @@ impl<'a, S: Store> Ingestor<'a, S> {
         summary
     }
 }
-
-pub use opx_app::ports::reject_id;
 
 /// Opens an input: a file, or stdin for `-`.
 // Reading the named inputs is this command's job; the workspace lint against file access

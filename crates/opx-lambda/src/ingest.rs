@@ -3,9 +3,11 @@
 //! Accepts everything the domain's source parser recognises, in particular the three ways
 //! CloudWatch reaches a Lambda function: the EventBridge `CloudWatch Alarm State Change`
 //! event, the payload of an alarm action that invokes the function directly, and an SNS
-//! event whose `Records[].Sns.Message` holds an alarm notification. Each item is recorded
-//! with [`Pipeline::ingest`] (idempotent: a redelivery is a duplicate) and nothing else
-//! happens here: the events table's stream and the fan-out drive the next stage.
+//! event whose `Records[].Sns.Message` holds an alarm notification. The payload goes
+//! through [`opx_app::ingest::ingest_payload`], the entry `opx ingest` and `POST /signals`
+//! also use (each signal recorded with `Pipeline::ingest`, idempotent: a redelivery is a
+//! duplicate), and nothing else happens here: the events table's stream and the fan-out
+//! drive the next stage.
 //!
 //! A refused item is recorded as a reject naming this invocation and the offending field,
 //! and the valid items around it are still recorded. The invocation fails (so the source
@@ -15,9 +17,10 @@
 use crate::error::HandlerError;
 use crate::invocation::Invocation;
 use crate::telemetry::{Metric, METRIC_SIGNALS_INGESTED, METRIC_SIGNALS_REJECTED};
-use opx_app::pipeline::{IngestOutcome, Pipeline};
+use opx_app::ingest::{ingest_payload, IngestPolicy, ItemOutcome, Payload};
+use opx_app::pipeline::Pipeline;
 use opx_app::ports::{Publisher, Store};
-use opx_domain::source::{parse_payload, Rejection};
+use opx_domain::source::Rejection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -54,7 +57,6 @@ impl IngestSummary {
 
 /// Ingests one invocation's payload; see the module documentation.
 pub async fn handle_signal_ingest<S: Store, P: Publisher>(
-    store: &S,
     pipeline: &Pipeline<'_, S, P>,
     invocation: &Invocation<'_>,
     payload: &Value,
@@ -62,78 +64,46 @@ pub async fn handle_signal_ingest<S: Store, P: Publisher>(
     // Canonical bytes (object keys sorted): the same payload redelivered gives the same
     // reject ids.
     let bytes = serde_json::to_vec(payload).unwrap_or_default();
-    let mut summary = IngestSummary::default();
+    let origin = invocation.origin();
+    // The same entry, and so the same parser and limits, as `opx ingest` and
+    // `POST /signals`; a transient failure goes back to Lambda, which retries.
+    let report = ingest_payload(
+        pipeline,
+        &IngestPolicy::EVERY_KIND,
+        Payload::new(&origin, &bytes),
+    )
+    .await;
+    let mut summary = IngestSummary {
+        source: report.source.map(|source| source.as_str().to_owned()),
+        items: report.items.len() as u64,
+        ..IngestSummary::default()
+    };
     // The first failure to record an item; reported after every other item was handled.
     let mut failure: Option<HandlerError> = None;
-    // The same parser, and so the same limits (payload size first), as `opx ingest` and
-    // `POST /signals`.
-    match parse_payload(&bytes, &pipeline.config().source) {
-        Err(rejection) => {
-            summary.items = 1;
-            summary.rejected += 1;
-            summary.refuse(&rejection);
-            if let Err(error) = reject(store, invocation, &bytes, 0, &rejection).await {
-                failure.get_or_insert(error);
+    for item in report.items {
+        match &item.outcome {
+            ItemOutcome::Accepted(_) => summary.accepted += 1,
+            ItemOutcome::Duplicate(_) => summary.duplicates += 1,
+            ItemOutcome::Conflict { .. } => summary.conflicts += 1,
+            ItemOutcome::Refused(_) => summary.rejected += 1,
+            ItemOutcome::Failed { signal, error } if error.is_transient() => {
+                tracing::warn!(function = invocation.function, retryable = true, %error, signal = %signal.id, "signal not recorded; the invocation will fail so the source retries it");
+            }
+            ItemOutcome::Failed { signal, error } => {
+                tracing::error!(function = invocation.function, retryable = false, %error, signal = %signal.id, "signal refused by the store");
+                summary.rejected += 1;
             }
         }
-        Ok(parsed) => {
-            summary.source = serde_json::to_value(parsed.source)
-                .ok()
-                .and_then(|value| value.as_str().map(str::to_owned));
-            summary.items = parsed.items.len() as u64;
-            for (index, item) in parsed.items.into_iter().enumerate() {
-                let index = index as u64;
-                let signal = match item {
-                    Ok(signal) => signal,
-                    Err(rejection) => {
-                        summary.rejected += 1;
-                        summary.refuse(&rejection);
-                        if let Err(error) =
-                            reject(store, invocation, &bytes, index, &rejection).await
-                        {
-                            failure.get_or_insert(error);
-                        }
-                        continue;
-                    }
-                };
-                match pipeline.ingest(&signal).await {
-                    Ok(IngestOutcome::Accepted { .. }) => summary.accepted += 1,
-                    Ok(IngestOutcome::Duplicate { .. }) => summary.duplicates += 1,
-                    Ok(IngestOutcome::Conflict {
-                        signal_id,
-                        recorded,
-                        offered,
-                    }) => {
-                        summary.conflicts += 1;
-                        let rejection = Rejection::new(
-                            "$",
-                            format!(
-                                "signal {signal_id} is already recorded with fingerprint {recorded}, this delivery has {offered}: the first record stands (did the source configuration change?)"
-                            ),
-                        );
-                        summary.refuse(&rejection);
-                        if let Err(error) =
-                            reject(store, invocation, &bytes, index, &rejection).await
-                        {
-                            failure.get_or_insert(error);
-                        }
-                    }
-                    Err(error) if error.is_transient() => {
-                        tracing::warn!(function = invocation.function, retryable = true, %error, signal = %signal.id, "signal not recorded; the invocation will fail so the source retries it");
-                        failure.get_or_insert(HandlerError::from(error));
-                    }
-                    Err(error) => {
-                        tracing::error!(function = invocation.function, retryable = false, %error, signal = %signal.id, "signal refused by the store");
-                        summary.rejected += 1;
-                        let rejection = Rejection::new("$", error.to_string());
-                        summary.refuse(&rejection);
-                        if let Err(error) =
-                            reject(store, invocation, &bytes, index, &rejection).await
-                        {
-                            failure.get_or_insert(error);
-                        }
-                    }
-                }
+        if let Some(rejection) = &item.reject {
+            tracing::warn!(function = invocation.function, request_id = invocation.request_id, item = item.index, field = %rejection.field, reason = %rejection.reason, "payload item rejected");
+            summary.refuse(rejection);
+        }
+        if let Some(error) = item.reject_error {
+            failure.get_or_insert(error.into());
+        }
+        if let ItemOutcome::Failed { error, .. } = item.outcome {
+            if error.is_transient() {
+                failure.get_or_insert(error.into());
             }
         }
     }
@@ -159,18 +129,4 @@ pub async fn handle_signal_ingest<S: Store, P: Publisher>(
         Some(error) => Err(error),
         None => Ok(summary),
     }
-}
-
-async fn reject<S: Store>(
-    store: &S,
-    invocation: &Invocation<'_>,
-    bytes: &[u8],
-    index: u64,
-    rejection: &Rejection,
-) -> Result<(), HandlerError> {
-    tracing::warn!(function = invocation.function, request_id = invocation.request_id, item = index, field = %rejection.field, reason = %rejection.reason, "payload item rejected");
-    invocation
-        .record_reject(store, bytes, index, &rejection.field, &rejection.reason)
-        .await
-        .map_err(HandlerError::from)
 }

@@ -2,9 +2,7 @@
 //! how long it may run, the Lambda's clock and where metrics go.
 
 use crate::telemetry::{emf_line, Metric, MetricsSink};
-use opx_app::ports::{Clock, RejectRecord, Store, StoreError, REJECT_EXCERPT_LEN_MAX};
-
-use opx_domain::signal::truncate_utf8;
+use opx_app::ports::{Clock, RejectRecord, Store, StoreError};
 use opx_domain::time::EpochMs;
 
 pub use opx_app::ports::SystemClock;
@@ -69,16 +67,14 @@ impl<'a> Invocation<'a> {
         field: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let excerpt =
-            String::from_utf8_lossy(&input[..input.len().min(REJECT_EXCERPT_LEN_MAX)]).into_owned();
         store
-            .record_reject(RejectRecord {
-                id: reject_id(input, item_index),
-                origin: self.origin(),
-                field: field.to_owned(),
-                reason: reason.to_owned(),
-                excerpt: truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX).to_owned(),
-            })
+            .record_reject(RejectRecord::new(
+                self.origin(),
+                input,
+                item_index,
+                field,
+                reason,
+            ))
             .await
     }
 }

@@ -42,7 +42,7 @@ async fn every_hostile_json_payload_is_refused_and_the_handler_keeps_answering()
         handled += 1;
         let request_id = format!("req-bad-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        match handle_signal_ingest(&temp.store, &pipeline, &invocation, &event).await {
+        match handle_signal_ingest(&pipeline, &invocation, &event).await {
             Ok(summary) => {
                 assert_eq!(summary.accepted, 0, "{file:?}: {summary:?}");
                 assert!(summary.rejected >= 1, "{file:?}: {summary:?}");
@@ -72,7 +72,7 @@ async fn every_hostile_json_payload_is_refused_and_the_handler_keeps_answering()
     ))
     .unwrap();
     let invocation = harness.invocation("signal-ingest", "req-valid");
-    let summary = handle_signal_ingest(&temp.store, &pipeline, &invocation, &valid)
+    let summary = handle_signal_ingest(&pipeline, &invocation, &valid)
         .await
         .unwrap();
     assert_eq!(summary.accepted, 1);

@@ -40,7 +40,7 @@ async fn eventbridge_alarm_events_are_recorded_and_a_redelivery_is_a_duplicate()
     for (index, event) in events.iter().enumerate() {
         let request_id = format!("req-first-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        let summary = handle_signal_ingest(&temp.store, &pipeline, &invocation, event)
+        let summary = handle_signal_ingest(&pipeline, &invocation, event)
             .await
             .expect("ingest");
         assert_eq!(summary.source.as_deref(), Some("cloudwatch_eventbridge"));
@@ -67,7 +67,7 @@ async fn eventbridge_alarm_events_are_recorded_and_a_redelivery_is_a_duplicate()
     for (index, event) in events.iter().enumerate() {
         let request_id = format!("req-again-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        let summary = handle_signal_ingest(&temp.store, &pipeline, &invocation, event)
+        let summary = handle_signal_ingest(&pipeline, &invocation, event)
             .await
             .expect("ingest");
         assert_eq!(summary.accepted, 0);
@@ -94,7 +94,6 @@ async fn the_sns_copy_of_an_eventbridge_event_is_the_same_signal() {
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "req-1");
     let first = handle_signal_ingest(
-        &temp.store,
         &pipeline,
         &invocation,
         &eventbridge_events()[0],
@@ -103,7 +102,6 @@ async fn the_sns_copy_of_an_eventbridge_event_is_the_same_signal() {
     .unwrap();
     assert_eq!(first.accepted, 1);
     let copy = handle_signal_ingest(
-        &temp.store,
         &pipeline,
         &invocation,
         &fixture!("sns_event_orders_5xx.json"),
@@ -122,7 +120,6 @@ async fn a_bad_sns_record_is_rejected_and_its_neighbour_recorded() {
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "8f5c1a2e-sns");
     let summary = handle_signal_ingest(
-        &temp.store,
         &pipeline,
         &invocation,
         &fixture!("sns_event_queue_depth_and_truncated.json"),
@@ -151,12 +148,12 @@ async fn a_direct_alarm_action_payload_is_recorded() {
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "req-action");
     let payload = fixture!("alarm_action_orders_healthy_hosts.json");
-    let summary = handle_signal_ingest(&temp.store, &pipeline, &invocation, &payload)
+    let summary = handle_signal_ingest(&pipeline, &invocation, &payload)
         .await
         .unwrap();
     assert_eq!(summary.source.as_deref(), Some("cloudwatch_alarm_action"));
     assert_eq!(summary.accepted, 1);
-    let again = handle_signal_ingest(&temp.store, &pipeline, &invocation, &payload)
+    let again = handle_signal_ingest(&pipeline, &invocation, &payload)
         .await
         .unwrap();
     assert_eq!(again.duplicates, 1);
@@ -170,7 +167,7 @@ async fn a_payload_of_no_known_kind_is_rejected_whole() {
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "req-unknown");
     let payload = json!({"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "x"}}}]});
-    let summary = handle_signal_ingest(&temp.store, &pipeline, &invocation, &payload)
+    let summary = handle_signal_ingest(&pipeline, &invocation, &payload)
         .await
         .unwrap();
     assert_eq!(summary.accepted, 0);
@@ -187,7 +184,7 @@ async fn ingest_orders_5xx(store: &SqliteStore) -> EventEnvelope {
     let pipeline = Pipeline::new(store, &bus, &config);
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "req-ingest");
-    handle_signal_ingest(store, &pipeline, &invocation, &eventbridge_events()[0])
+    handle_signal_ingest(&pipeline, &invocation, &eventbridge_events()[0])
         .await
         .expect("ingest");
     let mut published = bus.take();
@@ -427,7 +424,7 @@ async fn ingest_storm_without_notifications(store: &SqliteStore) {
     for (index, event) in eventbridge_events().iter().enumerate() {
         let request_id = format!("req-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        handle_signal_ingest(store, &pipeline, &invocation, event)
+        handle_signal_ingest(&pipeline, &invocation, event)
             .await
             .expect("ingest");
     }

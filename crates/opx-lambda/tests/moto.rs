@@ -226,7 +226,7 @@ async fn the_sweeper_leaves_young_work_to_its_notification() {
         opx_app::pipeline::Pipeline::new(&store, &opx_app::ports::NoPublisher, &pipeline_config);
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "ingest-1");
-    opx_lambda::ingest::handle_signal_ingest(&store, &pipeline, &invocation, &arrivals()[0])
+    opx_lambda::ingest::handle_signal_ingest(&pipeline, &invocation, &arrivals()[0])
         .await
         .unwrap();
 

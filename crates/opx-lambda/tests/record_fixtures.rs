@@ -24,7 +24,6 @@ async fn recorded() -> Vec<(&'static str, Value)> {
     for index in 0..3 {
         let invocation = harness.invocation("signal-ingest", "record");
         opx_lambda::ingest::handle_signal_ingest(
-            &temp.store,
             &pipeline,
             &invocation,
             &events[index],

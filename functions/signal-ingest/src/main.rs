@@ -21,10 +21,10 @@ async fn main() -> Result<(), Error> {
     let config = pipeline_config().map_err(|error| error.logged(FUNCTION))?;
     // Ingest only commits; the events table's stream and the fan-out drive detection.
     let pipeline = Pipeline::new(&store, &NoPublisher, &config);
-    let (store, pipeline, clock, metrics) = (&store, &pipeline, &SystemClock, &StdoutMetrics);
+    let (pipeline, clock, metrics) = (&pipeline, &SystemClock, &StdoutMetrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let invocation = Invocation::from_lambda(FUNCTION, &event.context, clock, metrics);
-        opx_lambda::ingest::handle_signal_ingest(store, pipeline, &invocation, &event.payload).await
+        opx_lambda::ingest::handle_signal_ingest(pipeline, &invocation, &event.payload).await
     }))
     .await
 }

@@ -466,7 +466,7 @@ pub async fn drive<S: Store, W: PendingWorkSource, T: Transport>(
     for (arrival, payload) in arrivals().iter().enumerate() {
         let request_id = format!("ingest-{arrival}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        handle_signal_ingest(store, &pipeline, &invocation, payload)
+        handle_signal_ingest(&pipeline, &invocation, payload)
             .await
             .unwrap();
 
