@@ -383,12 +383,6 @@ async fn post_signals<S: Store + 'static>(
         signals::AfterIngest::LeaveToFanOut => None,
     };
     let pipeline = Pipeline::new(&*state.store, &NoPublisher, &state.config);
-    let response = signals::ingest(
-        &pipeline,
-        &caller.principal,
-        &body,
-        state.after_ingest,
-    )
-    .await?;
+    let response = signals::ingest(&pipeline, &caller.principal, &body, state.after_ingest).await?;
     Ok(Json(response).into_response())
 }

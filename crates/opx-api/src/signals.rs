@@ -1,5 +1,6 @@
 //! `POST /signals`: native opx signals and Alertmanager webhooks (version 4), through the
-//! same parser and the same ingest step as every other way in.
+//! same entry as every other way in ([`opx_app::ingest::ingest_payload`]); this module
+//! only turns its report into the answer.
 //!
 //! Each item gets its own outcome (accepted, duplicate, conflict, rejected); a rejected
 //! item is recorded as a reject and its neighbours are still ingested. A payload refused as
@@ -190,10 +191,13 @@ pub async fn ingest<S: Store, P: Publisher>(
 /// The answer to a payload refused as a whole: 400 naming the field, once its reject is
 /// recorded.
 fn refused_whole(report: IngestReport) -> ApiError {
-    let refusal = report.items.into_iter().find_map(|item| match item.outcome {
-        ItemOutcome::Refused(rejection) => Some((rejection, item.reject_error)),
-        _ => None,
-    });
+    let refusal = report
+        .items
+        .into_iter()
+        .find_map(|item| match item.outcome {
+            ItemOutcome::Refused(rejection) => Some((rejection, item.reject_error)),
+            _ => None,
+        });
     match (report.refused, refusal) {
         (_, Some((_, Some(error)))) => error.into(),
         (Some(PayloadRefusal::Unreadable), Some((rejection, None))) => ApiError::new(
@@ -202,7 +206,8 @@ fn refused_whole(report: IngestReport) -> ApiError {
         )
         .with_field(rejection.field),
         (Some(PayloadRefusal::KindNotTaken), Some((rejection, None))) => {
-            ApiError::new(ErrorCode::UnsupportedSource, rejection.reason).with_field(rejection.field)
+            ApiError::new(ErrorCode::UnsupportedSource, rejection.reason)
+                .with_field(rejection.field)
         }
         _ => ApiError::new(
             ErrorCode::Internal,

@@ -161,6 +161,85 @@ async fn payloads_refused_as_a_whole_are_recorded_and_answered_400() {
 }
 
 #[tokio::test]
+async fn the_first_bad_alert_is_item_one_and_its_reject_is_not_the_whole_payloads() {
+    let api = TestApi::with(AfterIngest::LeaveToFanOut);
+    let mut webhook: Value = serde_json::from_str(ALERTMANAGER_STORM).unwrap();
+    webhook["alerts"][0]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("alertname");
+    let body = webhook.to_string();
+    let answer = api
+        .send(
+            "POST",
+            "/signals",
+            Some("/signals"),
+            Some(INGESTER),
+            &[],
+            &body,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        (
+            answer.body["accepted"].as_u64(),
+            answer.body["rejected"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(answer.body["items"][0]["index"], 1);
+    assert_eq!(answer.body["items"][0]["outcome"], "rejected");
+    assert_eq!(answer.body["items"][1]["index"], 2);
+    assert_eq!(answer.body["items"][1]["outcome"], "accepted");
+    let rejects = api.store.list_rejects(None, 10).await.unwrap().items;
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].id, opx_app::ports::reject_id(body.as_bytes(), 1));
+    assert_ne!(rejects[0].id, opx_app::ports::reject_id(body.as_bytes(), 0));
+    assert_eq!(
+        Some(rejects[0].field.as_str()),
+        answer.body["items"][0]["field"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_during_post_signals_is_503_and_the_retry_records_every_signal() {
+    let api = TestApi::with(AfterIngest::LeaveToFanOut);
+    api.store.down.store(true, Ordering::SeqCst);
+    let down = api
+        .send(
+            "POST",
+            "/signals",
+            Some("/signals"),
+            Some(INGESTER),
+            &[],
+            ALERTMANAGER_STORM,
+        )
+        .await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(down.code(), "unavailable");
+    api.store.down.store(false, Ordering::SeqCst);
+    let retried = api
+        .send(
+            "POST",
+            "/signals",
+            Some("/signals"),
+            Some(INGESTER),
+            &[],
+            ALERTMANAGER_STORM,
+        )
+        .await;
+    assert_eq!(retried.status, 200);
+    assert_eq!(retried.body["accepted"], 2);
+    assert!(api
+        .store
+        .list_rejects(None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test]
 async fn on_aws_the_router_records_signals_and_leaves_the_rest_to_the_fan_out() {
     let api = TestApi::with(AfterIngest::LeaveToFanOut);
     let answer = api

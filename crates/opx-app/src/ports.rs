@@ -467,16 +467,14 @@ impl RejectRecord {
         field: impl Into<String>,
         reason: impl Into<String>,
     ) -> RejectRecord {
-        let excerpt =
-            String::from_utf8_lossy(&input[..input.len().min(REJECT_EXCERPT_LEN_MAX)]);
+        let excerpt = String::from_utf8_lossy(&input[..input.len().min(REJECT_EXCERPT_LEN_MAX)]);
         RejectRecord {
             id: reject_id(input, item_index),
             origin: origin.into(),
             field: field.into(),
             reason: reason.into(),
             // A lossy decoding can grow the excerpt past the limit (U+FFFD is 3 bytes).
-            excerpt: opx_domain::signal::truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX)
-                .to_owned(),
+            excerpt: opx_domain::signal::truncate_utf8(&excerpt, REJECT_EXCERPT_LEN_MAX).to_owned(),
         }
     }
 }

@@ -10,10 +10,10 @@
 //! replay that verifies — is checked, and the exit code says whether it happened.
 
 use crate::ingest::{Ingestor, PayloadReport};
-use opx_app::ingest::ItemOutcome;
 use crate::query::{self, DecisionView, IncidentRow};
 use crate::reader::PayloadReader;
 use crate::{config, human, store, verify, GlobalArgs, UsageError, EXIT_OK, EXIT_REFUSED};
+use opx_app::ingest::ItemOutcome;
 use opx_app::pipeline::{read_all, GROUP_EVENTS_READ_MAX};
 use opx_app::ports::{Clock, Store, READ_PAGE_SIZE_MAX};
 use opx_domain::incident::{IncidentCommand, IncidentState, Principal};

@@ -1,8 +1,9 @@
 //! `opx ingest` and `opx resume`: payloads in, every stage carried through.
 //!
-//! Each payload is parsed (its source kind detected), each of its signals recorded, and
-//! the work queue drained right after, as if the payloads arrived one by one in real time:
-//! that way a recovery that follows its storm in the input finds the storm's incident.
+//! Each payload goes through [`opx_app::ingest::ingest_payload`] (its source kind
+//! detected, each of its signals and refusals recorded), and the work queue is drained
+//! right after, as if the payloads arrived one by one in real time: that way a recovery
+//! that follows its storm in the input finds the storm's incident.
 //! Everything is idempotent, so re-running an interrupted ingest converges to the state
 //! of an uninterrupted run.
 

@@ -564,3 +564,67 @@ fn what_if_exits_by_whether_the_incidents_would_differ() {
         "what-if never writes the store"
     );
 }
+
+fn stored_rejects(store: &Path) -> Vec<opx_app::ports::RejectRecord> {
+    use opx_app::ports::StoreRead;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store =
+            opx_store_sqlite::SqliteStore::open(store, opx_store_sqlite::SqliteOptions::default())
+                .unwrap();
+        store.list_rejects(None, 100).await.unwrap().items
+    })
+}
+
+#[test]
+fn the_first_bad_item_of_a_payload_is_item_one_not_the_whole_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("opx.db");
+    let alert = |name: Option<&str>, fingerprint: &str| {
+        let mut labels =
+            serde_json::json!({"service": "payments", "severity": "critical", "env": "prod"});
+        if let Some(name) = name {
+            labels["alertname"] = name.into();
+        }
+        serde_json::json!({
+            "status": "firing",
+            "labels": labels,
+            "annotations": {"summary": "payments 5xx ratio 9.1% over 5m"},
+            "startsAt": "2026-11-24T03:02:05.118Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": fingerprint,
+        })
+    };
+    let webhook = serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "receiver": "opx",
+        "alerts": [alert(None, "8c41d07e2a9b3f65"), alert(Some("PaymentsHighErrorRate"), "1e7b94c0d25a6f38")],
+    });
+    let line = webhook.to_string();
+    let input = write(dir.path(), "webhook.ndjson", &format!("{line}\n"));
+    let output = opx(&store, &["--json", "ingest", input.to_str().unwrap()]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        stderr(&output).contains(&format!("rejected {}:1: alerts[0]", input.display())),
+        "{}",
+        stderr(&output)
+    );
+    // The reject is the first item's, not the whole payload's (index 0).
+    let rejects = stored_rejects(&store);
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].id, opx_app::ports::reject_id(line.as_bytes(), 1));
+    assert_ne!(rejects[0].id, opx_app::ports::reject_id(line.as_bytes(), 0));
+    assert!(
+        rejects[0].field.starts_with("alerts[0]"),
+        "{:?}",
+        rejects[0]
+    );
+}

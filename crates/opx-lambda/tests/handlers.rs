@@ -93,13 +93,9 @@ async fn the_sns_copy_of_an_eventbridge_event_is_the_same_signal() {
     let pipeline = Pipeline::new(&temp.store, &NoPublisher, &config);
     let harness = Harness::new();
     let invocation = harness.invocation("signal-ingest", "req-1");
-    let first = handle_signal_ingest(
-        &pipeline,
-        &invocation,
-        &eventbridge_events()[0],
-    )
-    .await
-    .unwrap();
+    let first = handle_signal_ingest(&pipeline, &invocation, &eventbridge_events()[0])
+        .await
+        .unwrap();
     assert_eq!(first.accepted, 1);
     let copy = handle_signal_ingest(
         &pipeline,
@@ -138,6 +134,52 @@ async fn a_bad_sns_record_is_rejected_and_its_neighbour_recorded() {
         rejects[0]
     );
     assert_eq!(rejects[0].origin, "lambda:signal-ingest:8f5c1a2e-sns");
+}
+
+#[tokio::test]
+async fn the_first_bad_sns_record_is_item_one_and_its_reject_is_not_the_whole_payloads() {
+    let temp = fresh_store();
+    let config = config();
+    let pipeline = Pipeline::new(&temp.store, &NoPublisher, &config);
+    let harness = Harness::new();
+    let invocation = harness.invocation("signal-ingest", "req-sns-first-bad");
+    // The recorded batch with its truncated record moved first.
+    let mut batch = fixture!("sns_event_queue_depth_and_truncated.json");
+    batch["Records"].as_array_mut().unwrap().reverse();
+    let summary = handle_signal_ingest(&pipeline, &invocation, &batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.items, summary.accepted, summary.rejected),
+        (2, 1, 1)
+    );
+    let rejects = rejects(&temp.store).await;
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(
+        rejects[0].field.starts_with("Records[0].Sns.Message"),
+        "{:?}",
+        rejects[0]
+    );
+    // The handler's bytes are the canonical JSON of the payload.
+    let bytes = serde_json::to_vec(&batch).unwrap();
+    assert_eq!(rejects[0].id, opx_app::ports::reject_id(&bytes, 1));
+    assert_ne!(rejects[0].id, opx_app::ports::reject_id(&bytes, 0));
+
+    // As recorded (the bad record second), the reject is item 2's.
+    let (temp, harness) = (fresh_store(), Harness::new());
+    let pipeline = Pipeline::new(&temp.store, &NoPublisher, &config);
+    let invocation = harness.invocation("signal-ingest", "req-sns-second-bad");
+    let recorded = fixture!("sns_event_queue_depth_and_truncated.json");
+    handle_signal_ingest(&pipeline, &invocation, &recorded)
+        .await
+        .unwrap();
+    let bytes = serde_json::to_vec(&recorded).unwrap();
+    let ids: Vec<_> = crate::rejects(&temp.store)
+        .await
+        .iter()
+        .map(|reject| reject.id)
+        .collect();
+    assert_eq!(ids, vec![opx_app::ports::reject_id(&bytes, 2)]);
 }
 
 #[tokio::test]
@@ -289,6 +331,47 @@ async fn poison_bus_events_are_rejected_and_acknowledged() {
         .all(|reject| reject.origin.starts_with("lambda:detection:req-poison-")));
     // Nothing was written and the real work is still queued for its real notification.
     assert_eq!(fingerprint(&temp.store).await, before);
+}
+
+#[tokio::test]
+async fn a_busy_store_fails_signal_ingest_as_retryable_and_the_retry_records_the_batch() {
+    let temp = fresh_store();
+    let busy = SqliteStore::open(
+        temp.store.path(),
+        SqliteOptions {
+            busy_timeout_ms: 50,
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let blocker = rusqlite::Connection::open(temp.store.path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let config = config();
+    let pipeline = Pipeline::new(&busy, &NoPublisher, &config);
+    let harness = Harness::new();
+    let invocation = harness.invocation("signal-ingest", "req-busy");
+    let mut batch = fixture!("sns_event_queue_depth_and_truncated.json");
+    batch["Records"].as_array_mut().unwrap().reverse();
+    let error = handle_signal_ingest(&pipeline, &invocation, &batch)
+        .await
+        .expect_err("a locked store records nothing");
+    assert!(error.is_retryable(), "{error}");
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let retried = handle_signal_ingest(&pipeline, &invocation, &batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (retried.items, retried.accepted, retried.rejected),
+        (2, 1, 1)
+    );
+    let bytes = serde_json::to_vec(&batch).unwrap();
+    let ids: Vec<_> = rejects(&temp.store)
+        .await
+        .iter()
+        .map(|reject| reject.id)
+        .collect();
+    assert_eq!(ids, vec![opx_app::ports::reject_id(&bytes, 1)]);
 }
 
 #[tokio::test]

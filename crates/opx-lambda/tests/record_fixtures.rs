@@ -23,13 +23,9 @@ async fn recorded() -> Vec<(&'static str, Value)> {
     let mut accepted = Vec::new();
     for index in 0..3 {
         let invocation = harness.invocation("signal-ingest", "record");
-        opx_lambda::ingest::handle_signal_ingest(
-            &pipeline,
-            &invocation,
-            &events[index],
-        )
-        .await
-        .unwrap();
+        opx_lambda::ingest::handle_signal_ingest(&pipeline, &invocation, &events[index])
+            .await
+            .unwrap();
         accepted.extend(bus.take());
     }
     pipeline
