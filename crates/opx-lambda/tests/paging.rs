@@ -177,7 +177,7 @@ async fn storm_through_the_stages(store: &SqliteStore) -> Vec<EventEnvelope> {
     for (index, event) in events.as_array().unwrap().iter().enumerate() {
         let request_id = format!("req-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        handle_signal_ingest(store, &pipeline, &invocation, event)
+        handle_signal_ingest(&pipeline, &invocation, event)
             .await
             .unwrap();
     }
@@ -515,7 +515,7 @@ async fn ingest_storm(store: &SqliteStore) {
     for (index, event) in events.as_array().unwrap().iter().enumerate() {
         let request_id = format!("req-{index}");
         let invocation = harness.invocation("signal-ingest", &request_id);
-        handle_signal_ingest(store, &pipeline, &invocation, event)
+        handle_signal_ingest(&pipeline, &invocation, event)
             .await
             .unwrap();
     }
