@@ -81,33 +81,8 @@ impl Role {
     }
 }
 
-/// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// Every GET.
-    Read,
-    /// Transitions other than to CLOSED, notes, assignee, severity.
-    Respond,
-    /// Transitions to CLOSED.
-    Close,
-    /// POST /signals.
-    Ingest,
-}
-
-impl Permission {
-    /// What the permission allows, for refusals ("… may not {this}").
-    pub fn description(self) -> &'static str {
-        match self {
-            Permission::Read => "read incidents (role reader, responder or approver)",
-            Permission::Respond => {
-                "act on incidents: transitions, notes, assignee, severity (role responder or approver)"
-            }
-            Permission::Close => "close incidents (role approver)",
-            Permission::Ingest => "send signals (role ingester)",
-        }
-    }
-}
+/// What a route needs: the one definition is the human-action model's.
+pub use opx_app::human::Permission;
 
 /// The role matrix: what each role grants. The module documentation prints it.
 pub const ROLE_PERMISSIONS: &[(Role, &[Permission])] = &[
