@@ -419,7 +419,8 @@ mod tests {
     #[test]
     fn the_command_carries_the_body_and_the_actor() {
         let principal = Principal::local("alice").unwrap();
-        let mut action = transition(r#"{"to":"ACKNOWLEDGED","reason":"on it","expected_version":1}"#);
+        let mut action =
+            transition(r#"{"to":"ACKNOWLEDGED","reason":"on it","expected_version":1}"#);
         *action.expected_version_mut().unwrap() = 5;
         match action.command(principal.clone(), EpochMs(9)) {
             IncidentCommand::Transition {
@@ -429,7 +430,10 @@ mod tests {
                 expected_lifecycle_version,
                 ..
             } => {
-                assert_eq!((who, at, to), (principal, EpochMs(9), IncidentState::Acknowledged));
+                assert_eq!(
+                    (who, at, to),
+                    (principal, EpochMs(9), IncidentState::Acknowledged)
+                );
                 assert_eq!(expected_lifecycle_version, 5);
             }
             other => panic!("{other:?}"),

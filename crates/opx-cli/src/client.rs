@@ -9,8 +9,9 @@
 //! Every request has a timeout; a transport failure or a 503 is retried a few times, a
 //! human action with the same `Idempotency-Key`, so a retry can never act twice.
 
+use crate::backend::IncidentBackend;
 use crate::query::{self, DecisionView, IncidentRow, ShowView, TimelineEntry};
-use crate::{Refused, UsageError, EXIT_OK};
+use crate::{Refused, UsageError};
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -20,16 +21,13 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opx_api::human::{
-    AssigneeRequest, NoteRequest, SeverityRequest, TransitionRequest, IDEMPOTENCY_KEY_HEADER,
-};
+use opx_api::human::{HumanAction, IDEMPOTENCY_KEY_HEADER};
 use opx_api::problem::Problem;
 use opx_api::sigv4::SIGNING_SERVICE;
 use opx_api::views::{self, IncidentDetail, IncidentPage, IncidentSummary, TimelinePage};
 use opx_domain::hash::FieldHasher;
 use opx_domain::incident::IncidentState;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::time::{Duration, SystemTime};
 
 /// How long one request may take, in milliseconds.
@@ -356,18 +354,6 @@ impl ApiClient {
         self.call(Method::GET, path_and_query, None, &[]).await
     }
 
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        idempotency_key: &str,
-        body: &impl Serialize,
-    ) -> Result<T, CallError> {
-        let body = serde_json::to_vec(body)
-            .map_err(|error| CallError::Other(format!("cannot encode the request: {error}")))?;
-        self.call(Method::POST, path, Some(idempotency_key), &body)
-            .await
-    }
-
     /// Every incident matching the filters, following the cursors.
     async fn all_incidents(
         &self,
@@ -439,117 +425,119 @@ impl ApiClient {
     }
 }
 
-/// The local command's row for an API summary (the same fields).
-fn row(summary: IncidentSummary) -> IncidentRow {
-    IncidentRow {
-        id: summary.id,
-        environment: summary.environment,
-        service: summary.service,
-        severity: summary.severity,
-        state: summary.state,
-        version: summary.version,
-        opened_at: summary.opened_at,
-        evidence_count: summary.evidence_count,
-        alarm_count: summary.alarm_count,
-        recovery_count: summary.recovery_count,
-        assignee: summary.assignee,
-        fired_again: summary.fired_again,
-    }
-}
+impl IncidentBackend for ApiClient {
+    type Actor = Option<String>;
 
-/// `opx --endpoint URL incidents`.
-pub async fn incidents(
-    endpoint: &str,
-    state: Option<IncidentState>,
-    service: Option<&str>,
-    json: bool,
-) -> anyhow::Result<u8> {
-    let client = ApiClient::connect(endpoint).await?;
-    let mut rows: Vec<IncidentRow> = client
-        .all_incidents(state, service)
-        .await?
-        .into_iter()
-        .map(row)
-        .collect();
-    // The local command's order: oldest first, the id breaking ties.
-    rows.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
-    query::print_incidents(&rows, json)?;
-    Ok(EXIT_OK)
-}
-
-/// `opx --endpoint URL show ID`.
-pub async fn show(endpoint: &str, id: &str, json: bool) -> anyhow::Result<u8> {
-    let client = ApiClient::connect(endpoint).await?;
-    let id = client.resolve_id(id).await?;
-    let detail: IncidentDetail = client.get(&format!("/incidents/{id}")).await?;
-    let evidence: views::EvidenceView = client.get(&format!("/incidents/{id}/evidence")).await?;
-    let mut timeline = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..CLIENT_PAGES_MAX {
-        let query = match &cursor {
-            Some(cursor) => format!(
-                "limit={CLIENT_PAGE_SIZE}&cursor={}",
-                encode_query_value(cursor)
-            ),
-            None => format!("limit={CLIENT_PAGE_SIZE}"),
-        };
-        let page: TimelinePage = client
-            .get(&format!("/incidents/{id}/timeline?{query}"))
-            .await?;
-        timeline.extend(page.entries.into_iter().map(|entry| TimelineEntry {
-            sequence: entry.sequence,
-            event_type: entry.event_type,
-            hash: entry.hash,
-            event: entry.event,
-            summary: entry.summary,
-        }));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
+    fn actor(
+        as_name: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> anyhow::Result<Option<String>> {
+        match as_name {
+            Some(name) => Err(UsageError(format!(
+                "--as {name:?} goes with a local store; with --endpoint you act as the principal of your AWS credentials"
+            ))
+            .into()),
+            None => Ok(idempotency_key),
         }
     }
-    let view = ShowView {
-        summary: row(detail.summary),
-        incident: detail.incident,
-        decisions: evidence
-            .decisions
-            .into_iter()
-            .map(|decision| DecisionView {
-                decision_hash: decision.decision_hash,
-                stream_id: decision.stream_id,
-                sequence: decision.sequence,
-                decision: decision.decision,
-                assessment: decision.assessment,
-            })
-            .collect(),
-        timeline,
-    };
-    query::print_show(&view, json)?;
-    Ok(EXIT_OK)
-}
 
-/// One human action over the API.
-#[derive(Clone, Debug)]
-pub enum RemoteAction {
-    /// Move along the lifecycle; without an expected version, the current one is used.
-    Transition {
-        /// Target state.
-        to: IncidentState,
-        /// Why.
-        reason: String,
-        /// The lifecycle version the person saw.
-        expected_version: Option<u64>,
-        /// How a close ends.
-        close_as: Option<opx_domain::incident::CloseAs>,
-        /// What fixed it.
-        resolution_summary: Option<String>,
-    },
-    /// Add a note.
-    Note(String),
-    /// Assign someone.
-    Assign(String),
-    /// Set the severity, with a reason.
-    Severity(opx_domain::signal::Severity, String),
+    async fn incidents(
+        &self,
+        state: Option<IncidentState>,
+        service: Option<&str>,
+    ) -> anyhow::Result<Vec<IncidentRow>> {
+        let mut rows = self.all_incidents(state, service).await?;
+        // The local command's order: oldest first, the id breaking ties.
+        rows.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(rows)
+    }
+
+    async fn show(&self, id: &str) -> anyhow::Result<ShowView> {
+        let id = self.resolve_id(id).await?;
+        let detail: IncidentDetail = self.get(&format!("/incidents/{id}")).await?;
+        let evidence: views::EvidenceView = self.get(&format!("/incidents/{id}/evidence")).await?;
+        let mut timeline = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..CLIENT_PAGES_MAX {
+            let query = match &cursor {
+                Some(cursor) => format!(
+                    "limit={CLIENT_PAGE_SIZE}&cursor={}",
+                    encode_query_value(cursor)
+                ),
+                None => format!("limit={CLIENT_PAGE_SIZE}"),
+            };
+            let page: TimelinePage = self
+                .get(&format!("/incidents/{id}/timeline?{query}"))
+                .await?;
+            timeline.extend(page.entries.into_iter().map(|entry| TimelineEntry {
+                sequence: entry.sequence,
+                event_type: entry.event_type,
+                hash: entry.hash,
+                event: entry.event,
+                summary: entry.summary,
+            }));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(ShowView {
+            summary: detail.summary,
+            incident: detail.incident,
+            decisions: evidence
+                .decisions
+                .into_iter()
+                .map(|decision| DecisionView {
+                    decision_hash: decision.decision_hash,
+                    stream_id: decision.stream_id,
+                    sequence: decision.sequence,
+                    decision: decision.decision,
+                    assessment: decision.assessment,
+                })
+                .collect(),
+            timeline,
+        })
+    }
+
+    async fn current(&self, id: &str) -> anyhow::Result<IncidentRow> {
+        let id = self.resolve_id(id).await?;
+        let detail: IncidentDetail = self.get(&format!("/incidents/{id}")).await?;
+        Ok(detail.summary)
+    }
+
+    async fn execute(
+        &self,
+        incident_id: &str,
+        action: &HumanAction,
+        idempotency_key: &Option<String>,
+    ) -> anyhow::Result<IncidentRow> {
+        let body = action.canonical_body();
+        let key = idempotency_key
+            .clone()
+            .unwrap_or_else(|| fresh_key(action.route(), incident_id, &body));
+        let path = action.route().replace("{id}", incident_id);
+        match self.call(Method::POST, &path, Some(&key), &body).await {
+            Ok(after) => Ok(after),
+            Err(CallError::Problem(status, problem)) if problem.code == "version_conflict" => {
+                Err(Refused(format!(
+                    "conflict: incident {incident_id} is at lifecycle version {}, not the one given: someone changed it \
+                     since you looked; run `opx show {}` and retry if it still makes sense ({} {})",
+                    problem
+                        .current_version
+                        .map_or_else(|| "?".to_owned(), |version| version.to_string()),
+                    query::short(incident_id),
+                    status.as_u16(),
+                    problem.code
+                ))
+                .into())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn close(self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A fresh key for one invocation: the action and the moment it was asked for. The client
@@ -571,91 +559,6 @@ fn fresh_key(route: &str, id: &str, body: &[u8]) -> String {
         .finish()
         .to_hex();
     format!("opx-cli-{}", &digest[..32])
-}
-
-/// `opx --endpoint URL transition|note|assign|severity ID …`.
-pub async fn act(
-    endpoint: &str,
-    id: &str,
-    action: RemoteAction,
-    idempotency_key: Option<String>,
-    json: bool,
-) -> anyhow::Result<u8> {
-    let client = ApiClient::connect(endpoint).await?;
-    let id = client.resolve_id(id).await?;
-    let before: IncidentDetail = client.get(&format!("/incidents/{id}")).await?;
-    let (route, body) = match action {
-        RemoteAction::Transition {
-            to,
-            reason,
-            expected_version,
-            close_as,
-            resolution_summary,
-        } => {
-            let expected_version = match expected_version {
-                Some(version) => version,
-                None => {
-                    eprintln!(
-                        "note: no --expected-version given; using the current lifecycle version {} \
-                         (pass --expected-version to refuse the change if someone else moved it first)",
-                        before.summary.version
-                    );
-                    before.summary.version
-                }
-            };
-            let body = TransitionRequest {
-                to,
-                reason,
-                expected_version,
-                close_as,
-                resolution_summary,
-            };
-            ("transitions", serde_json::to_vec(&body)?)
-        }
-        RemoteAction::Note(text) => ("notes", serde_json::to_vec(&NoteRequest { text })?),
-        RemoteAction::Assign(assignee) => (
-            "assignee",
-            serde_json::to_vec(&AssigneeRequest { assignee })?,
-        ),
-        RemoteAction::Severity(severity, reason) => (
-            "severity",
-            serde_json::to_vec(&SeverityRequest { severity, reason })?,
-        ),
-    };
-    let key = idempotency_key.unwrap_or_else(|| fresh_key(route, &id, &body));
-    let path = format!("/incidents/{id}/{route}");
-    let body: serde_json::Value = serde_json::from_slice(&body)?;
-    let after: IncidentSummary = match client.post(&path, &key, &body).await {
-        Ok(after) => after,
-        Err(CallError::Problem(status, problem)) if problem.code == "version_conflict" => {
-            return Err(Refused(format!(
-                "conflict: incident {id} is at lifecycle version {}, not the one given: someone changed it \
-                 since you looked; run `opx show {}` and retry if it still makes sense ({} {})",
-                problem
-                    .current_version
-                    .map_or_else(|| "?".to_owned(), |version| version.to_string()),
-                query::short(&id),
-                status.as_u16(),
-                problem.code
-            ))
-            .into())
-        }
-        Err(error) => return Err(error.into()),
-    };
-    if json {
-        println!("{}", serde_json::to_string(&row(after))?);
-    } else {
-        println!(
-            "incident {}: {} {} → {} {}, lifecycle version {}",
-            after.id,
-            before.summary.state,
-            before.summary.severity,
-            after.state,
-            after.severity,
-            after.version
-        );
-    }
-    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

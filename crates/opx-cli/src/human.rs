@@ -1,44 +1,20 @@
-//! Human actions from the command line: transition, note, assign, severity.
+//! The incident commands on a local store: `incidents`, `show` and the human actions
+//! (transition, note, assign, severity), run in process by the same pipeline the API uses.
 
+use crate::backend::IncidentBackend;
 use crate::publish::CliPublisher;
-use crate::{config, query, store, GlobalArgs, UsageError, EXIT_OK};
+use crate::query::{IncidentRow, ShowView};
+use crate::store::AnyStore;
+use crate::{config, query, store, GlobalArgs, UsageError};
+use opx_app::human::HumanAction;
 use opx_app::pipeline::{Pipeline, PipelineError};
-use opx_app::ports::Clock;
-use opx_domain::incident::{CloseAs, IncidentCommand, IncidentError, IncidentState, Principal};
-use opx_domain::signal::Severity;
+use opx_app::ports::{Clock, NoPublisher};
+use opx_domain::incident::{IncidentError, IncidentState, Principal};
 
 /// The name a local principal gets when neither `--as` nor `$USER` gives one.
 pub const DEFAULT_OPERATOR_NAME: &str = "operator";
 
 pub use opx_app::ports::SystemClock;
-
-/// A transition request from the command line.
-#[derive(Clone, Debug)]
-pub struct TransitionRequest {
-    /// Target state.
-    pub to: IncidentState,
-    /// Why.
-    pub reason: String,
-    /// The lifecycle version the person saw, if given.
-    pub expected_version: Option<u64>,
-    /// How a close ends.
-    pub close_as: Option<CloseAs>,
-    /// What fixed it.
-    pub resolution_summary: Option<String>,
-}
-
-/// One human action.
-#[derive(Clone, Debug)]
-pub enum Action {
-    /// Move along the lifecycle.
-    Transition(TransitionRequest),
-    /// Add a note.
-    Note(String),
-    /// Assign someone.
-    Assign(String),
-    /// Set the severity, with a reason.
-    Severity(Severity, String),
-}
 
 /// The local principal for `--as NAME`, else `$USER`, else [`DEFAULT_OPERATOR_NAME`].
 // Reading `$USER` for the default name is this command's job; the workspace lint against
@@ -55,96 +31,89 @@ pub fn local_principal(as_name: Option<String>) -> anyhow::Result<Principal> {
     Principal::local(&name).map_err(|error| UsageError(format!("--as {name:?}: {error}")).into())
 }
 
-/// Runs one human action against the store named by the global flags.
-pub async fn run(
-    global: &GlobalArgs,
-    id: &str,
-    as_name: Option<String>,
-    action: Action,
-) -> anyhow::Result<u8> {
-    let principal = local_principal(as_name)?;
-    let config = config::pipeline_config(global.rules.as_deref())?;
-    let store = store::open(&global.store)?;
-    let incident_id = query::resolve_incident_id(&store, id).await?;
-    let publisher = CliPublisher::open(global.bus.as_deref()).await;
-    let pipeline = Pipeline::new(&store, &publisher, &config);
-    let before = pipeline
-        .load_incident(&incident_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no incident {incident_id}; see `opx incidents`"))?;
-    let at = SystemClock.now();
-    let command = match action {
-        Action::Transition(request) => {
-            let expected = match request.expected_version {
-                Some(version) => version,
-                None => {
-                    eprintln!(
-                        "note: no --expected-version given; using the current lifecycle version {} \
-                         (pass --expected-version to refuse the change if someone else moved it first)",
-                        before.lifecycle_version
-                    );
-                    before.lifecycle_version
-                }
-            };
-            IncidentCommand::Transition {
-                principal,
-                at,
-                to: request.to,
-                reason: request.reason,
-                expected_lifecycle_version: expected,
-                close_as: request.close_as,
-                resolution_summary: request.resolution_summary,
-            }
-        }
-        Action::Note(text) => IncidentCommand::AddNote {
-            principal,
-            at,
-            text,
-        },
-        Action::Assign(assignee) => IncidentCommand::Assign {
-            principal,
-            at,
-            assignee,
-        },
-        Action::Severity(severity, reason) => IncidentCommand::SetSeverity {
-            principal,
-            at,
-            severity,
-            reason,
-        },
-    };
-    let after = match pipeline.execute_human(&incident_id, &command).await {
-        Ok(after) => after,
-        Err(PipelineError::Incident(IncidentError::VersionConflict { expected, actual })) => {
-            store.close()?;
-            return Err(crate::Refused(format!(
-                "conflict: incident {incident_id} is at lifecycle version {actual}, not {expected}: \
-                 someone changed it since you looked; run `opx show {}` and retry if it still makes sense",
-                query::short(&incident_id.to_string())
-            ))
+/// The incident commands over the local store named by the global flags.
+pub struct LocalBackend {
+    global: GlobalArgs,
+    store: AnyStore,
+}
+
+impl LocalBackend {
+    /// Opens the store of `--store`.
+    pub fn open(global: &GlobalArgs) -> anyhow::Result<LocalBackend> {
+        Ok(LocalBackend {
+            global: global.clone(),
+            store: store::open(&global.store)?,
+        })
+    }
+}
+
+impl IncidentBackend for LocalBackend {
+    type Actor = Principal;
+
+    fn actor(
+        as_name: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> anyhow::Result<Principal> {
+        if idempotency_key.is_some() {
+            return Err(UsageError(
+                "--idempotency-key goes with --endpoint; a local action runs once by itself"
+                    .to_owned(),
+            )
             .into());
         }
-        Err(error) => {
-            store.close()?;
-            return Err(crate::Refused(format!("refused: {error}")).into());
-        }
-    };
-    if global.json {
-        println!(
-            "{}",
-            serde_json::to_string(&query::IncidentRow::from(&after))?
-        );
-    } else {
-        println!(
-            "incident {}: {} {} → {} {}, lifecycle version {}",
-            after.id,
-            before.state,
-            before.severity,
-            after.state,
-            after.severity,
-            after.lifecycle_version
-        );
+        local_principal(as_name)
     }
-    store.close()?;
-    Ok(EXIT_OK)
+
+    async fn incidents(
+        &self,
+        state: Option<IncidentState>,
+        service: Option<&str>,
+    ) -> anyhow::Result<Vec<IncidentRow>> {
+        query::list_incidents(&self.store, state, service).await
+    }
+
+    async fn show(&self, id: &str) -> anyhow::Result<ShowView> {
+        let config = config::pipeline_config(self.global.rules.as_deref())?;
+        let incident_id = query::resolve_incident_id(&self.store, id).await?;
+        query::show(&self.store, &config, &incident_id).await
+    }
+
+    async fn current(&self, id: &str) -> anyhow::Result<IncidentRow> {
+        let config = config::pipeline_config(self.global.rules.as_deref())?;
+        let incident_id = query::resolve_incident_id(&self.store, id).await?;
+        let incident = Pipeline::new(&self.store, &NoPublisher, &config)
+            .load_incident(&incident_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no incident {incident_id}; see `opx incidents`"))?;
+        Ok(IncidentRow::from(&incident))
+    }
+
+    async fn execute(
+        &self,
+        incident_id: &str,
+        action: &HumanAction,
+        principal: &Principal,
+    ) -> anyhow::Result<IncidentRow> {
+        let incident_id = query::resolve_incident_id(&self.store, incident_id).await?;
+        let config = config::pipeline_config(self.global.rules.as_deref())?;
+        let publisher = CliPublisher::open(self.global.bus.as_deref()).await;
+        let pipeline = Pipeline::new(&self.store, &publisher, &config);
+        let command = action.command(principal.clone(), SystemClock.now());
+        match pipeline.execute_human(&incident_id, &command).await {
+            Ok(after) => Ok(IncidentRow::from(&after)),
+            Err(PipelineError::Incident(IncidentError::VersionConflict { expected, actual })) => {
+                Err(crate::Refused(format!(
+                    "conflict: incident {incident_id} is at lifecycle version {actual}, not {expected}: \
+                     someone changed it since you looked; run `opx show {}` and retry if it still makes sense",
+                    query::short(&incident_id.to_string())
+                ))
+                .into())
+            }
+            Err(error) => Err(crate::Refused(format!("refused: {error}")).into()),
+        }
+    }
+
+    fn close(self) -> anyhow::Result<()> {
+        Ok(self.store.close()?)
+    }
 }

@@ -18,6 +18,7 @@
 // A command-line tool prints by design; the workspace lints exist for library code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backend;
 mod client;
 mod config;
 mod demo;
@@ -32,6 +33,9 @@ mod verify;
 mod whatif;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use opx_app::human::{
+    AssigneeRequest, HumanAction, NoteRequest, SeverityRequest, TransitionRequest,
+};
 use opx_domain::incident::{CloseAs, IncidentState};
 use opx_domain::signal::Severity;
 use std::net::SocketAddr;
@@ -363,10 +367,29 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let global = cli.global;
-    if let Some(endpoint) = global.endpoint.clone() {
-        return run_remote(&endpoint, &global, cli.command).await;
+    let command = match incident_work(cli.command) {
+        Ok(work) => {
+            return match global.endpoint.as_deref() {
+                Some(endpoint) => {
+                    backend::run(client::ApiClient::connect(endpoint), work, global.json).await
+                }
+                None => {
+                    let opening = async { human::LocalBackend::open(&global) };
+                    backend::run(opening, work, global.json).await
+                }
+            };
+        }
+        Err(command) => command,
+    };
+    if global.endpoint.is_some() {
+        return Err(UsageError(
+            "this command works on a local store (--store); with --endpoint only incidents, show, \
+             transition, note, assign and severity are available"
+                .to_owned(),
+        )
+        .into());
     }
-    match cli.command {
+    match command {
         Command::Demo { keep } => demo::run(&global, keep).await,
         Command::Init => {
             let store = store::open(&global.store)?;
@@ -398,77 +421,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             store.close()?;
             code
         }
-        Command::Incidents { state, service } => {
-            let store = store::open(&global.store)?;
-            let rows =
-                query::list_incidents(&store, state.map(Into::into), service.as_deref()).await?;
-            query::print_incidents(&rows, global.json)?;
-            store.close()?;
-            Ok(EXIT_OK)
-        }
-        Command::Show { id } => {
-            let config = config::pipeline_config(global.rules.as_deref())?;
-            let store = store::open(&global.store)?;
-            let incident_id = query::resolve_incident_id(&store, &id).await?;
-            let view = query::show(&store, &config, &incident_id).await?;
-            query::print_show(&view, global.json)?;
-            store.close()?;
-            Ok(EXIT_OK)
-        }
-        Command::Transition {
-            id,
-            to,
-            reason,
-            expected_version,
-            as_name,
-            close_as,
-            resolution_summary,
-            idempotency_key,
-        } => {
-            refuse_local_key(idempotency_key.as_deref())?;
-            let request = human::TransitionRequest {
-                to: to.into(),
-                reason,
-                expected_version,
-                close_as: close_as.map(Into::into),
-                resolution_summary,
-            };
-            human::run(&global, &id, as_name, human::Action::Transition(request)).await
-        }
-        Command::Note {
-            id,
-            text,
-            as_name,
-            idempotency_key,
-        } => {
-            refuse_local_key(idempotency_key.as_deref())?;
-            human::run(&global, &id, as_name, human::Action::Note(text)).await
-        }
-        Command::Assign {
-            id,
-            name,
-            as_name,
-            idempotency_key,
-        } => {
-            refuse_local_key(idempotency_key.as_deref())?;
-            human::run(&global, &id, as_name, human::Action::Assign(name)).await
-        }
-        Command::Severity {
-            id,
-            severity,
-            reason,
-            as_name,
-            idempotency_key,
-        } => {
-            refuse_local_key(idempotency_key.as_deref())?;
-            human::run(
-                &global,
-                &id,
-                as_name,
-                human::Action::Severity(severity.into(), reason),
-            )
-            .await
-        }
         Command::Replay {
             command: ReplayCommand::Verify,
         } => verify::replay_verify(&global).await,
@@ -479,39 +431,39 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             listen,
             credentials,
         } => serve::run(&global, listen, credentials).await,
+        Command::Incidents { .. }
+        | Command::Show { .. }
+        | Command::Transition { .. }
+        | Command::Note { .. }
+        | Command::Assign { .. }
+        | Command::Severity { .. } => Err(anyhow::anyhow!(
+            "an incident command reached the local-only commands"
+        )),
     }
 }
 
-/// `--idempotency-key` names a key of the API; a local action has none to name.
-fn refuse_local_key(key: Option<&str>) -> anyhow::Result<()> {
-    match key {
-        Some(_) => Err(UsageError(
-            "--idempotency-key goes with --endpoint; a local action runs once by itself".to_owned(),
-        )
-        .into()),
-        None => Ok(()),
-    }
-}
-
-/// `--as NAME` names a local principal; over the API you are your AWS credentials.
-fn refuse_as(as_name: Option<&str>) -> anyhow::Result<()> {
-    match as_name {
-        Some(name) => Err(UsageError(format!(
-            "--as {name:?} goes with a local store; with --endpoint you act as the principal of your AWS credentials"
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
-/// The commands that work through `--endpoint`.
-async fn run_remote(endpoint: &str, global: &GlobalArgs, command: Command) -> anyhow::Result<u8> {
-    let json = global.json;
-    match command {
-        Command::Incidents { state, service } => {
-            client::incidents(endpoint, state.map(Into::into), service.as_deref(), json).await
-        }
-        Command::Show { id } => client::show(endpoint, &id, json).await,
+/// The commands that work on a local store and through `--endpoint` alike, as the work
+/// they ask for; any other command back as it is.
+fn incident_work(command: Command) -> Result<backend::Work, Command> {
+    let act = |id: String,
+               action: HumanAction,
+               expected_version_given: bool,
+               as_name: Option<String>,
+               idempotency_key: Option<String>| {
+        backend::Work::Act(backend::Requested {
+            id,
+            action,
+            expected_version_given,
+            as_name,
+            idempotency_key,
+        })
+    };
+    Ok(match command {
+        Command::Incidents { state, service } => backend::Work::List {
+            state: state.map(Into::into),
+            service,
+        },
+        Command::Show { id } => backend::Work::Show { id },
         Command::Transition {
             id,
             to,
@@ -522,48 +474,42 @@ async fn run_remote(endpoint: &str, global: &GlobalArgs, command: Command) -> an
             resolution_summary,
             idempotency_key,
         } => {
-            refuse_as(as_name.as_deref())?;
-            let action = client::RemoteAction::Transition {
+            let request = TransitionRequest {
                 to: to.into(),
                 reason,
-                expected_version,
+                // Replaced by the current version when not given.
+                expected_version: expected_version.unwrap_or_default(),
                 close_as: close_as.map(Into::into),
                 resolution_summary,
             };
-            client::act(endpoint, &id, action, idempotency_key, json).await
+            let given = expected_version.is_some();
+            let action = HumanAction::Transition(request);
+            act(id, action, given, as_name, idempotency_key)
         }
         Command::Note {
             id,
             text,
             as_name,
             idempotency_key,
-        } => {
-            refuse_as(as_name.as_deref())?;
-            client::act(
-                endpoint,
-                &id,
-                client::RemoteAction::Note(text),
-                idempotency_key,
-                json,
-            )
-            .await
-        }
+        } => act(
+            id,
+            HumanAction::Note(NoteRequest { text }),
+            true,
+            as_name,
+            idempotency_key,
+        ),
         Command::Assign {
             id,
             name,
             as_name,
             idempotency_key,
-        } => {
-            refuse_as(as_name.as_deref())?;
-            client::act(
-                endpoint,
-                &id,
-                client::RemoteAction::Assign(name),
-                idempotency_key,
-                json,
-            )
-            .await
-        }
+        } => act(
+            id,
+            HumanAction::Assign(AssigneeRequest { assignee: name }),
+            true,
+            as_name,
+            idempotency_key,
+        ),
         Command::Severity {
             id,
             severity,
@@ -571,20 +517,13 @@ async fn run_remote(endpoint: &str, global: &GlobalArgs, command: Command) -> an
             as_name,
             idempotency_key,
         } => {
-            refuse_as(as_name.as_deref())?;
-            let action = client::RemoteAction::Severity(severity.into(), reason);
-            client::act(endpoint, &id, action, idempotency_key, json).await
+            let request = SeverityRequest {
+                severity: severity.into(),
+                reason,
+            };
+            let action = HumanAction::Severity(request);
+            act(id, action, true, as_name, idempotency_key)
         }
-        Command::Init
-        | Command::Demo { .. }
-        | Command::Ingest { .. }
-        | Command::Resume
-        | Command::Replay { .. }
-        | Command::Serve { .. } => Err(UsageError(
-            "this command works on a local store (--store); with --endpoint only incidents, show, \
-             transition, note, assign and severity are available"
-                .to_owned(),
-        )
-        .into()),
-    }
+        other => return Err(other),
+    })
 }
