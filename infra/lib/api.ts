@@ -5,6 +5,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { ACCESS_LEVELS, AccessLevel, RoleArnsByLevel } from './config';
 import { acknowledgeWildcardResources } from './nag';
 
@@ -14,34 +16,65 @@ export interface ApiRoute {
   readonly method: 'GET' | 'POST';
   /** Resource path as API Gateway declares it (`{id}` for the incident id). */
   readonly path: string;
+  /** The OpenAPI `operationId`. */
+  readonly operationId: string;
   /** Access levels allowed to call it (`execute-api:Invoke`). */
   readonly levels: readonly AccessLevel[];
+  /** The `opx` subcommand, for a human action. */
+  readonly command?: string;
   /** Whether API Gateway checks the body is a JSON object before invoking the function. */
   readonly jsonObjectBody: boolean;
 }
 
-const READ: readonly AccessLevel[] = ['reader', 'responder', 'approver'];
-const RESPOND: readonly AccessLevel[] = ['responder', 'approver'];
+/**
+ * The route table the Rust code generates (`opx_api::routes::route_table_json`; a Rust test
+ * fails when this file differs from it). The paths, levels and bodies are declared there once.
+ */
+export const ROUTE_TABLE_PATH = path.join(__dirname, 'generated', 'routes.json');
+
+/** Reads the generated route table, refusing anything this app cannot declare. */
+export function parseRouteTable(text: string): ApiRoute[] {
+  const document = JSON.parse(text) as { routes?: unknown };
+  if (!Array.isArray(document.routes) || document.routes.length === 0) {
+    throw new Error(`${ROUTE_TABLE_PATH}: no routes; regenerate it (see its generated_by)`);
+  }
+  return document.routes.map((row: Record<string, unknown>, index: number) => {
+    const where = `${ROUTE_TABLE_PATH}: route ${index}`;
+    const { method, path: routePath, operation_id: operationId, levels, command, json_object_body: jsonObjectBody } = row;
+    if (method !== 'GET' && method !== 'POST') {
+      throw new Error(`${where}: method ${String(method)} is not GET or POST`);
+    }
+    if (typeof routePath !== 'string' || !routePath.startsWith('/')) {
+      throw new Error(`${where}: path ${String(routePath)} is not a path`);
+    }
+    if (typeof operationId !== 'string' || typeof jsonObjectBody !== 'boolean') {
+      throw new Error(`${where}: operation_id and json_object_body are required`);
+    }
+    if (!Array.isArray(levels) || levels.length === 0 || !levels.every((level) => (ACCESS_LEVELS as readonly unknown[]).includes(level))) {
+      throw new Error(`${where}: levels ${JSON.stringify(levels)} are not among ${ACCESS_LEVELS.join(', ')}`);
+    }
+    if (command !== null && typeof command !== 'string') {
+      throw new Error(`${where}: command must be a string or null`);
+    }
+    return {
+      method,
+      path: routePath,
+      operationId,
+      levels: levels as AccessLevel[],
+      ...(command === null ? {} : { command }),
+      jsonObjectBody,
+    };
+  });
+}
 
 /**
  * Every route, and who may call it. Approvers hold the responder routes: the extra power of an
  * approver (closing, for example) is decided inside the API from the role map, because IAM
- * cannot see the body of `POST /incidents/{id}/transitions`.
+ * cannot see the body of `POST /incidents/{id}/transitions`. Signals come as a single payload,
+ * an array or an Alertmanager webhook: the function validates them (and records rejects), so
+ * API Gateway does not constrain that body.
  */
-export const API_ROUTES: readonly ApiRoute[] = [
-  { method: 'GET', path: '/incidents', levels: READ, jsonObjectBody: false },
-  { method: 'GET', path: '/incidents/{id}', levels: READ, jsonObjectBody: false },
-  { method: 'GET', path: '/incidents/{id}/timeline', levels: READ, jsonObjectBody: false },
-  { method: 'GET', path: '/incidents/{id}/evidence', levels: READ, jsonObjectBody: false },
-  { method: 'GET', path: '/incidents/{id}/replay', levels: READ, jsonObjectBody: false },
-  { method: 'POST', path: '/incidents/{id}/transitions', levels: RESPOND, jsonObjectBody: true },
-  { method: 'POST', path: '/incidents/{id}/notes', levels: RESPOND, jsonObjectBody: true },
-  { method: 'POST', path: '/incidents/{id}/assignee', levels: RESPOND, jsonObjectBody: true },
-  { method: 'POST', path: '/incidents/{id}/severity', levels: RESPOND, jsonObjectBody: true },
-  // Signals come as a single payload, an array or an Alertmanager webhook: the function
-  // validates them (and records rejects), so API Gateway does not constrain the body.
-  { method: 'POST', path: '/signals', levels: ['ingester'], jsonObjectBody: false },
-];
+export const API_ROUTES: readonly ApiRoute[] = parseRouteTable(readFileSync(ROUTE_TABLE_PATH, 'utf8'));
 
 /** The deployed stage name; part of every `execute-api` ARN. */
 export const API_STAGE_NAME = 'v1';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { API_ROUTES, API_STAGE_NAME, apiRoleName } from '../lib/api';
+import { readFileSync } from 'node:fs';
+import { API_ROUTES, API_STAGE_NAME, ROUTE_TABLE_PATH, apiRoleName, parseRouteTable } from '../lib/api';
 import { ACCESS_LEVELS, API_REQUEST_SECONDS_BUDGET } from '../lib/config';
 import { CfnTemplate, asList, buildStack, logicalId, resourcesOfType } from './support';
 
@@ -27,31 +28,46 @@ function declaredRoutes(json: CfnTemplate): Map<string, Record<string, any>> {
 describe('incident API', () => {
   const routes = declaredRoutes(built.json);
 
-  it('declares exactly the routes of the incident API', () => {
+  it('declares exactly the routes of the generated route table', () => {
+    const generated = JSON.parse(readFileSync(ROUTE_TABLE_PATH, 'utf8')).routes as { method: string; path: string }[];
+    assert.ok(generated.length > 0);
+    assert.deepEqual(
+      [...routes.keys()].sort(),
+      generated.map((route) => `${route.method} ${route.path}`).sort(),
+    );
     assert.deepEqual(
       [...routes.keys()].sort(),
       API_ROUTES.map((route) => `${route.method} ${route.path}`).sort(),
     );
-    assert.deepEqual([...routes.keys()].sort(), [
-      'GET /incidents',
-      'GET /incidents/{id}',
-      'GET /incidents/{id}/evidence',
-      'GET /incidents/{id}/replay',
-      'GET /incidents/{id}/timeline',
-      'POST /incidents/{id}/assignee',
-      'POST /incidents/{id}/notes',
-      'POST /incidents/{id}/severity',
-      'POST /incidents/{id}/transitions',
-      'POST /signals',
-    ]);
+    // Human actions are the POSTs on one incident; every other route is a read or the signal intake.
+    for (const route of API_ROUTES) {
+      const onIncident = route.path.startsWith('/incidents/{id}/');
+      assert.equal(route.command !== undefined, route.method === 'POST' && onIncident, `${route.method} ${route.path}`);
+    }
   });
 
   it('uses AWS_IAM on every method', () => {
     const methods = resourcesOfType(built.json, 'AWS::ApiGateway::Method');
-    assert.equal(methods.length, 10);
+    assert.equal(methods.length, API_ROUTES.length);
     for (const [id, method] of methods) {
       assert.equal(method.Properties!.AuthorizationType, 'AWS_IAM', `${id} authorization`);
     }
+  });
+
+  it('refuses a route table it cannot declare', () => {
+    const row = { method: 'GET', path: '/incidents', operation_id: 'listIncidents', levels: ['reader'], command: null, json_object_body: false };
+    assert.equal(parseRouteTable(JSON.stringify({ routes: [row] })).length, 1);
+    for (const bad of [
+      { ...row, method: 'DELETE' },
+      { ...row, path: 'incidents' },
+      { ...row, levels: ['operator'] },
+      { ...row, levels: [] },
+      { ...row, json_object_body: 'yes' },
+      { ...row, command: 3 },
+    ]) {
+      assert.throws(() => parseRouteTable(JSON.stringify({ routes: [bad] })), /route 0/, JSON.stringify(bad));
+    }
+    assert.throws(() => parseRouteTable('{"routes":[]}'), /no routes/);
   });
 
   it('proxies every method to incident-api', () => {
@@ -65,7 +81,7 @@ describe('incident API', () => {
   it('checks that incident command bodies are JSON objects, and leaves POST /signals to the function', () => {
     for (const [route, method] of routes) {
       assert.ok(method.RequestValidatorId, `${route} has a validator`);
-      const isCommand = route.startsWith('POST /incidents/');
+      const isCommand = API_ROUTES.some((r) => `${r.method} ${r.path}` === route && r.command !== undefined);
       assert.equal(method.RequestModels !== undefined, isCommand, `${route} body model`);
     }
     built.template.hasResourceProperties('AWS::ApiGateway::Model', {

@@ -286,26 +286,24 @@ describe('IAM: API access levels', () => {
       .map((route) => `${route.method}${routeArnPath(route)}`)
       .sort();
 
+  const arnRoutes = (filter: (route: (typeof API_ROUTES)[number]) => boolean) =>
+    API_ROUTES.filter(filter)
+      .map((route) => `${route.method}${routeArnPath(route)}`)
+      .sort();
+
   it('reader may invoke exactly the GET routes', () => {
     const routes = invokableRoutes('reader').sort();
-    assert.deepEqual(routes, [
-      'GET/incidents',
-      'GET/incidents/*',
-      'GET/incidents/*/evidence',
-      'GET/incidents/*/replay',
-      'GET/incidents/*/timeline',
-    ]);
+    assert.ok(routes.length > 0);
+    assert.deepEqual(routes, arnRoutes((route) => route.method === 'GET'));
+    assert.deepEqual(routes, expected('reader'));
   });
 
-  it('responder may invoke the reader routes and the four incident commands', () => {
+  it('responder may invoke the reader routes and the incident commands', () => {
     const routes = invokableRoutes('responder').sort();
-    assert.deepEqual(routes, [
-      ...expected('reader'),
-      'POST/incidents/*/assignee',
-      'POST/incidents/*/notes',
-      'POST/incidents/*/severity',
-      'POST/incidents/*/transitions',
-    ].sort());
+    const commands = arnRoutes((route) => route.command !== undefined);
+    assert.ok(commands.length > 0);
+    assert.ok(commands.every((route) => route.startsWith('POST/incidents/*/')), `${commands}`);
+    assert.deepEqual(routes, [...expected('reader'), ...commands].sort());
     assert.ok(!routes.includes('POST/signals'));
   });
 
@@ -315,6 +313,7 @@ describe('IAM: API access levels', () => {
 
   it('ingester may invoke POST /signals only', () => {
     assert.deepEqual(invokableRoutes('ingester'), ['POST/signals']);
+    assert.deepEqual(invokableRoutes('ingester'), expected('ingester'));
   });
 
   it('each level has a role that carries its policy, assumable within the account only', () => {
