@@ -20,7 +20,9 @@
 //! | POST | `/signals` | ingest | native opx signals and Alertmanager webhooks |
 //!
 //! The document `api/openapi.yaml` describes every route, status and body; a test checks it
-//! against [`routes::ROUTES`] and validates the router's answers against its schemas.
+//! against [`routes::ROUTES`] and validates the router's answers against its schemas. The
+//! human actions (their paths, bodies and permissions) are defined once in
+//! [`opx_app::human`]; [`routes::route_table_json`] exports the table to the CDK app.
 //!
 //! # Invariants
 //!

@@ -1,6 +1,7 @@
 //! `api/openapi.yaml` against the code: the routes, methods, operation ids and statuses
 //! against `opx_api::ROUTES` (and the router against both), the error codes against
-//! `ErrorCode::ALL`, the request bodies against the types that parse them, and the signal
+//! `ErrorCode::ALL`, the request bodies against the types that parse them (and each human
+//! action's route against the `opx_app::human` model), and the signal
 //! examples against the domain's parser. The answers of the router tests are validated
 //! against the document's schemas by `support::OpenApi::check`.
 
@@ -8,7 +9,9 @@
 
 mod support;
 
-use opx_api::human::{AssigneeRequest, NoteRequest, SeverityRequest, TransitionRequest};
+use opx_api::human::{
+    ActionKind, AssigneeRequest, HumanAction, NoteRequest, SeverityRequest, TransitionRequest,
+};
 use opx_api::problem::ErrorCode;
 use opx_api::views::IncidentSummary;
 use opx_api::ROUTES;
@@ -303,5 +306,31 @@ async fn the_router_serves_every_documented_route() {
             route.path,
             answer.body
         );
+    }
+}
+
+#[test]
+fn every_human_action_is_documented_with_the_body_its_kind_parses() {
+    let openapi = openapi();
+    for kind in ActionKind::ALL {
+        let operation = &openapi.document["paths"][kind.path()]["post"];
+        assert_eq!(
+            operation["operationId"].as_str(),
+            Some(kind.operation_id()),
+            "{kind:?}: POST {} in api/openapi.yaml",
+            kind.path()
+        );
+        let schema =
+            openapi.resolve(&operation["requestBody"]["content"]["application/json"]["schema"]);
+        let example = serde_json::to_vec(&schema["example"]).unwrap();
+        let parsed = HumanAction::parse(kind, &example)
+            .unwrap_or_else(|error| panic!("{kind:?}: the documented example: {error}"));
+        assert_eq!(parsed.kind(), kind);
+        for other in ActionKind::ALL.into_iter().filter(|other| *other != kind) {
+            assert!(
+                HumanAction::parse(other, &example).is_err(),
+                "{kind:?}'s documented body is also a {other:?} body"
+            );
+        }
     }
 }

@@ -379,7 +379,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             };
         }
-        Err(command) => command,
+        Err(command) => *command,
     };
     if global.endpoint.is_some() {
         return Err(UsageError(
@@ -444,7 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// The commands that work on a local store and through `--endpoint` alike, as the work
 /// they ask for; any other command back as it is.
-fn incident_work(command: Command) -> Result<backend::Work, Command> {
+fn incident_work(command: Command) -> Result<backend::Work, Box<Command>> {
     let act = |id: String,
                action: HumanAction,
                expected_version_given: bool,
@@ -524,6 +524,6 @@ fn incident_work(command: Command) -> Result<backend::Work, Command> {
             let action = HumanAction::Severity(request);
             act(id, action, true, as_name, idempotency_key)
         }
-        other => return Err(other),
+        other => return Err(Box::new(other)),
     })
 }
