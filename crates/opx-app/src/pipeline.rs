@@ -1060,7 +1060,7 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
         let events = read_all(self.store, &stream_id, GROUP_EVENTS_READ_MAX).await?;
         let mut detections = Vec::new();
         for event in &events {
-            if event.event_type == "DetectionCorrelated" {
+            if event.event_type == DetectionCorrelated::EVENT_TYPE {
                 if let PipelineEvent::DetectionCorrelated(correlated) = Self::decode(event)? {
                     detections.push(correlated.detection);
                 }

@@ -8,6 +8,11 @@
 
 use opx_domain::event::{EventEnvelope, EventPointer, PAYLOAD_LEN_MAX, STREAM_ID_LEN_MAX};
 use opx_domain::hash::Digest;
+use opx_domain::incident::{EvidenceAttached, IncidentOpened, RecoveryRecorded};
+use opx_domain::record::{
+    ConfidenceAssessed, ConfidenceModelRecorded, DetectionCorrelated, PromotionDecided,
+    RuleSetRecorded, SignalAccepted, SignalEvaluated,
+};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -28,7 +33,7 @@ pub const SEQUENCE_MAX: u64 = i64::MAX as u64;
 /// The committed event types that page a human. The paging bus rule of the CDK app
 /// (`PAGING_DETAIL_TYPES` in `infra/lib/paging.ts`) must match exactly these.
 pub const PAGING_EVENT_TYPES: [&str; 2] = [
-    opx_domain::incident::IncidentOpened::EVENT_TYPE,
+    IncidentOpened::EVENT_TYPE,
     opx_domain::incident::SeverityChanged::EVENT_TYPE,
 ];
 
@@ -80,12 +85,53 @@ impl Stage {
     /// The event types the stage consumes.
     pub fn input_event_types(self) -> &'static [&'static str] {
         match self {
-            Stage::Detect => &["SignalAccepted"],
-            Stage::Correlate => &["SignalEvaluated"],
-            Stage::Assess => &["DetectionCorrelated"],
-            Stage::Promote => &["ConfidenceAssessed"],
+            Stage::Detect => &[SignalAccepted::EVENT_TYPE],
+            Stage::Correlate => &[SignalEvaluated::EVENT_TYPE],
+            Stage::Assess => &[DetectionCorrelated::EVENT_TYPE],
+            Stage::Promote => &[ConfidenceAssessed::EVENT_TYPE],
             Stage::Page => &PAGING_EVENT_TYPES,
         }
+    }
+
+    /// The event types a step of the stage may write (a page writes none).
+    pub fn output_event_types(self) -> &'static [&'static str] {
+        match self {
+            Stage::Detect => &[SignalEvaluated::EVENT_TYPE, RuleSetRecorded::EVENT_TYPE],
+            Stage::Correlate => &[
+                DetectionCorrelated::EVENT_TYPE,
+                RecoveryRecorded::EVENT_TYPE,
+            ],
+            Stage::Assess => &[
+                ConfidenceAssessed::EVENT_TYPE,
+                ConfidenceModelRecorded::EVENT_TYPE,
+            ],
+            Stage::Promote => &[
+                PromotionDecided::EVENT_TYPE,
+                IncidentOpened::EVENT_TYPE,
+                EvidenceAttached::EVENT_TYPE,
+                RecoveryRecorded::EVENT_TYPE,
+            ],
+            Stage::Page => &[],
+        }
+    }
+
+    /// The Lambda function that runs the stage. Page items have no function of their own:
+    /// the fan-out completes a page when it publishes the event, the sweeper sends the
+    /// pages the fan-out could not.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Stage::Detect => "detection",
+            Stage::Correlate => "evidence",
+            Stage::Assess => "confidence",
+            Stage::Promote => "promotion",
+            Stage::Page => "fanout",
+        }
+    }
+
+    /// Whether an opx bus event of the stage's input types invokes its function (every
+    /// stage but [`Stage::Page`], whose events go to the pager, not to a stage).
+    pub fn runs_from_bus(self) -> bool {
+        self != Stage::Page
     }
 
     /// Whether the stage consumes events of `event_type`.

@@ -69,7 +69,8 @@ use opx_domain::incident::{self, Incident, IncidentEvent, IncidentId, IncidentSt
 use opx_domain::promotion::{self, GateInput, Outcome};
 use opx_domain::record::{
     group_stream, model_stream, ruleset_stream, signal_stream, ConfidenceAssessed,
-    DetectionCorrelated, PipelineEvent, PromotionDecided, SignalEvaluated, StreamKind,
+    ConfidenceModelRecorded, DetectionCorrelated, PipelineEvent, PromotionDecided, RuleSetRecorded,
+    SignalEvaluated, StreamKind,
 };
 use opx_domain::rules::{RuleFile, RuleSet};
 use opx_domain::signal::{truncate_utf8, Signal};
@@ -949,9 +950,11 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 }
                 semantics_ok = match kind {
                     Some(StreamKind::Signal) => self.signal_event(event, &mut signal).await?,
-                    Some(StreamKind::RuleSet) => self.recorded_event(event, "RuleSetRecorded"),
+                    Some(StreamKind::RuleSet) => {
+                        self.recorded_event(event, RuleSetRecorded::EVENT_TYPE)
+                    }
                     Some(StreamKind::Model) => {
-                        self.recorded_event(event, "ConfidenceModelRecorded")
+                        self.recorded_event(event, ConfidenceModelRecorded::EVENT_TYPE)
                     }
                     Some(StreamKind::Group) => {
                         self.group_event_first_pass(event, &mut group).await?
@@ -1439,7 +1442,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
                 let done = page.len() < READ_PAGE_SIZE_MAX;
                 for event in &page {
                     from = event.sequence + 1;
-                    if event.event_type == "DetectionCorrelated"
+                    if event.event_type == DetectionCorrelated::EVENT_TYPE
                         && detections.len() < GROUP_EVENTS_READ_MAX
                     {
                         if let Ok(PipelineEvent::DetectionCorrelated(correlated)) =
@@ -1858,7 +1861,7 @@ impl<'a, S: StoreRead> Verifier<'a, S> {
             let done = page.len() < READ_PAGE_SIZE_MAX;
             for candidate in &page {
                 from = candidate.sequence + 1;
-                if candidate.event_type != "PromotionDecided" {
+                if candidate.event_type != PromotionDecided::EVENT_TYPE {
                     continue;
                 }
                 if let Ok(PipelineEvent::PromotionDecided(decided)) = decode_pipeline(candidate) {

@@ -162,6 +162,41 @@ pub struct PromotionDecided {
     pub decision: PromotionDecision,
 }
 
+impl SignalAccepted {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "SignalAccepted";
+}
+
+impl SignalEvaluated {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "SignalEvaluated";
+}
+
+impl RuleSetRecorded {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "RuleSetRecorded";
+}
+
+impl ConfidenceModelRecorded {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "ConfidenceModelRecorded";
+}
+
+impl DetectionCorrelated {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "DetectionCorrelated";
+}
+
+impl ConfidenceAssessed {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "ConfidenceAssessed";
+}
+
+impl PromotionDecided {
+    /// The event type stored in the envelope.
+    pub const EVENT_TYPE: &'static str = "PromotionDecided";
+}
+
 /// Every pipeline event, by type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PipelineEvent {
@@ -209,16 +244,27 @@ pub enum RecordError {
 }
 
 impl PipelineEvent {
+    /// Every pipeline event type, in pipeline order.
+    pub const EVENT_TYPES: [&'static str; 7] = [
+        SignalAccepted::EVENT_TYPE,
+        SignalEvaluated::EVENT_TYPE,
+        RuleSetRecorded::EVENT_TYPE,
+        ConfidenceModelRecorded::EVENT_TYPE,
+        DetectionCorrelated::EVENT_TYPE,
+        ConfidenceAssessed::EVENT_TYPE,
+        PromotionDecided::EVENT_TYPE,
+    ];
+
     /// The event type name stored in the envelope.
     pub fn event_type(&self) -> &'static str {
         match self {
-            PipelineEvent::SignalAccepted(_) => "SignalAccepted",
-            PipelineEvent::SignalEvaluated(_) => "SignalEvaluated",
-            PipelineEvent::RuleSetRecorded(_) => "RuleSetRecorded",
-            PipelineEvent::ConfidenceModelRecorded(_) => "ConfidenceModelRecorded",
-            PipelineEvent::DetectionCorrelated(_) => "DetectionCorrelated",
-            PipelineEvent::ConfidenceAssessed(_) => "ConfidenceAssessed",
-            PipelineEvent::PromotionDecided(_) => "PromotionDecided",
+            PipelineEvent::SignalAccepted(_) => SignalAccepted::EVENT_TYPE,
+            PipelineEvent::SignalEvaluated(_) => SignalEvaluated::EVENT_TYPE,
+            PipelineEvent::RuleSetRecorded(_) => RuleSetRecorded::EVENT_TYPE,
+            PipelineEvent::ConfidenceModelRecorded(_) => ConfidenceModelRecorded::EVENT_TYPE,
+            PipelineEvent::DetectionCorrelated(_) => DetectionCorrelated::EVENT_TYPE,
+            PipelineEvent::ConfidenceAssessed(_) => ConfidenceAssessed::EVENT_TYPE,
+            PipelineEvent::PromotionDecided(_) => PromotionDecided::EVENT_TYPE,
         }
     }
 
@@ -252,16 +298,7 @@ impl PipelineEvent {
                 message: error.to_string(),
             })
         }
-        let known = [
-            "SignalAccepted",
-            "SignalEvaluated",
-            "RuleSetRecorded",
-            "ConfidenceModelRecorded",
-            "DetectionCorrelated",
-            "ConfidenceAssessed",
-            "PromotionDecided",
-        ];
-        if !known.contains(&event_type) {
+        if !PipelineEvent::EVENT_TYPES.contains(&event_type) {
             return Err(RecordError::UnknownType(event_type.to_owned()));
         }
         if schema_version != PIPELINE_SCHEMA_VERSION {
@@ -271,17 +308,28 @@ impl PipelineEvent {
             });
         }
         Ok(match event_type {
-            "SignalAccepted" => PipelineEvent::SignalAccepted(decode(event_type, payload)?),
-            "SignalEvaluated" => PipelineEvent::SignalEvaluated(decode(event_type, payload)?),
-            "RuleSetRecorded" => PipelineEvent::RuleSetRecorded(decode(event_type, payload)?),
-            "ConfidenceModelRecorded" => {
+            SignalAccepted::EVENT_TYPE => {
+                PipelineEvent::SignalAccepted(decode(event_type, payload)?)
+            }
+            SignalEvaluated::EVENT_TYPE => {
+                PipelineEvent::SignalEvaluated(decode(event_type, payload)?)
+            }
+            RuleSetRecorded::EVENT_TYPE => {
+                PipelineEvent::RuleSetRecorded(decode(event_type, payload)?)
+            }
+            ConfidenceModelRecorded::EVENT_TYPE => {
                 PipelineEvent::ConfidenceModelRecorded(decode(event_type, payload)?)
             }
-            "DetectionCorrelated" => {
+            DetectionCorrelated::EVENT_TYPE => {
                 PipelineEvent::DetectionCorrelated(decode(event_type, payload)?)
             }
-            "ConfidenceAssessed" => PipelineEvent::ConfidenceAssessed(decode(event_type, payload)?),
-            _ => PipelineEvent::PromotionDecided(Box::new(decode(event_type, payload)?)),
+            ConfidenceAssessed::EVENT_TYPE => {
+                PipelineEvent::ConfidenceAssessed(decode(event_type, payload)?)
+            }
+            PromotionDecided::EVENT_TYPE => {
+                PipelineEvent::PromotionDecided(Box::new(decode(event_type, payload)?))
+            }
+            other => return Err(RecordError::UnknownType(other.to_owned())),
         })
     }
 }
@@ -289,6 +337,28 @@ impl PipelineEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pipeline_event_type_has_its_own_decoder_and_nothing_else_decodes() {
+        for event_type in PipelineEvent::EVENT_TYPES {
+            // Garbage bytes reach the type's own decoder: refused as malformed under that
+            // type, never as unknown and never decoded as another type.
+            match PipelineEvent::from_payload(event_type, PIPELINE_SCHEMA_VERSION, b"[]") {
+                Err(RecordError::Malformed {
+                    event_type: named, ..
+                }) => {
+                    assert_eq!(named, event_type)
+                }
+                other => panic!("{event_type}: {other:?}"),
+            }
+        }
+        for unknown in ["PromotionDecidedV2", "IncidentOpened", ""] {
+            assert_eq!(
+                PipelineEvent::from_payload(unknown, PIPELINE_SCHEMA_VERSION, b"{}"),
+                Err(RecordError::UnknownType(unknown.to_owned()))
+            );
+        }
+    }
 
     #[test]
     fn stream_kinds_are_recognised_by_prefix_and_digest() {

@@ -29,18 +29,6 @@ use opx_publisher_eventbridge::{PointerDetail, EVENT_SOURCE};
 use serde::Serialize;
 use serde_json::Value;
 
-/// The function that runs a stage. No function runs [`Stage::Page`] from the bus: the
-/// fan-out sends a page when it publishes the event, the sweeper when that failed.
-pub fn function_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Detect => "detection",
-        Stage::Correlate => "evidence",
-        Stage::Assess => "confidence",
-        Stage::Promote => "promotion",
-        Stage::Page => "fanout",
-    }
-}
-
 /// What one invocation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -117,7 +105,7 @@ fn work_item(stage: Stage, event: &Value) -> Result<WorkItem, Refusal> {
     }
     // A page completed from a bus event would be marked sent by a function that sends
     // nothing.
-    if stage == Stage::Page || !stage.consumes(&detail.event_type) {
+    if !stage.runs_from_bus() || !stage.consumes(&detail.event_type) {
         return Err(refuse(
             "detail.event_type",
             format!(
@@ -267,16 +255,14 @@ pub(crate) async fn record_metrics<S: Store, P: Publisher>(
 /// logging, the DynamoDB store and the pipeline built once per cold start, then the
 /// runtime loop over [`handle_stage`]. The stage publishes nothing: the fan-out publishes
 /// every commit from the events table's stream.
-pub async fn run_stage_function(
-    function: &'static str,
-    stage: Stage,
-) -> Result<(), lambda_runtime::Error> {
+pub async fn run_stage_function(stage: Stage) -> Result<(), lambda_runtime::Error> {
     use crate::config::{connect_store, pipeline_config, ProcessEnvironment};
     use crate::telemetry::{init_logging, StdoutMetrics};
     use crate::{Invocation, SystemClock};
     use lambda_runtime::{service_fn, LambdaEvent};
     use opx_app::ports::NoPublisher;
 
+    let function = stage.function_name();
     init_logging();
     let store = connect_store(&ProcessEnvironment)
         .await

@@ -6,5 +6,5 @@ use opx_app::ports::Stage;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    opx_lambda::stage::run_stage_function("evidence", Stage::Correlate).await
+    opx_lambda::stage::run_stage_function(Stage::Correlate).await
 }

@@ -514,7 +514,7 @@ pub async fn drive<S: Store, W: PendingWorkSource, T: Transport>(
             for copy in 0..copies {
                 report.deliveries += 1;
                 let request_id = format!("stage-{}", report.deliveries);
-                let function = opx_lambda::stage::function_name(stage);
+                let function = stage.function_name();
                 let invocation = harness.invocation(function, &request_id);
                 let outcome = handle_stage(store, &pipeline, stage, &invocation, &event)
                     .await
