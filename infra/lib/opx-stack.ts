@@ -20,6 +20,7 @@ import { Monitoring } from './monitoring';
 import { LintSuppressions } from './nag';
 import { Paging } from './paging';
 import { Pipeline } from './pipeline';
+import { STAGE_FUNCTIONS } from './stages';
 import { OpxTables } from './tables';
 import { MessagingKey, secureTopic } from './topics';
 
@@ -173,7 +174,7 @@ export class OpxStack extends Stack {
       projectionsTable: this.tables.projections,
       bus: this.bus,
       fanout: fn.fanout,
-      stages: { detection: fn.detection, evidence: fn.evidence, confidence: fn.confidence, promotion: fn.promotion },
+      stages: Object.fromEntries(STAGE_FUNCTIONS.map((name) => [name, fn[name]])),
       sweeper: fn.sweeper,
     });
 

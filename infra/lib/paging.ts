@@ -7,13 +7,11 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { OPX_EVENT_SOURCE } from './pipeline';
 import { secureQueue } from './queues';
+import { PAGING_EVENT_TYPES } from './stages';
 import { MessagingKey, secureTopic } from './topics';
 
-/**
- * The committed event types that page a human: exactly `opx_app::ports::PAGING_EVENT_TYPES`,
- * the events committed with a `page` work item (a Rust test reads this line).
- */
-export const PAGING_DETAIL_TYPES = ['IncidentOpened', 'SeverityChanged'] as const;
+/** The committed event types that page a human (the generated stage table's page stage). */
+export const PAGING_DETAIL_TYPES = PAGING_EVENT_TYPES;
 
 /** A page that cannot be delivered within 30 minutes is dead-lettered (and its DLQ alarm fires). */
 export const PAGING_TARGET_MAX_EVENT_AGE = Duration.minutes(30);

@@ -7,23 +7,18 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { SWEEP_INTERVAL } from './config';
+import { FunctionName, SWEEP_INTERVAL } from './config';
 import { OpxFunction } from './function';
 import { secureQueue } from './queues';
+import { STAGE_ROUTES } from './stages';
 
 /** The `source` of every event opx publishes. */
 export const OPX_EVENT_SOURCE = 'opx';
 
-/** Which committed event type wakes which stage function (the shared routing decision). */
-export const STAGE_ROUTES = [
-  { detailType: 'SignalAccepted', stage: 'detection' },
-  { detailType: 'SignalEvaluated', stage: 'evidence' },
-  { detailType: 'DetectionCorrelated', stage: 'confidence' },
-  { detailType: 'ConfidenceAssessed', stage: 'promotion' },
-] as const;
+export { STAGE_ROUTES } from './stages';
 
-/** A stage function named in {@link STAGE_ROUTES}. */
-export type StageName = (typeof STAGE_ROUTES)[number]['stage'];
+/** A function the bus invokes as a stage (see `STAGE_ROUTES`). */
+export type StageName = FunctionName;
 
 /** Fan-out batch: up to this many stream records per invocation (PutEvents takes 10 per call). */
 export const FANOUT_BATCH_SIZE = 100;
@@ -61,8 +56,8 @@ export interface PipelineProps {
   readonly bus: events.EventBus;
   /** The fan-out function. */
   readonly fanout: OpxFunction;
-  /** The stage functions by name. */
-  readonly stages: Record<StageName, OpxFunction>;
+  /** The stage functions by name (every function `STAGE_ROUTES` names). */
+  readonly stages: Partial<Record<StageName, OpxFunction>>;
   /** The sweeper. */
   readonly sweeper: OpxFunction;
 }
@@ -82,7 +77,7 @@ export class Pipeline extends Construct {
   /** The stream event source mapping. */
   readonly streamMapping: lambda.EventSourceMapping;
   /** The stage rules by stage name. */
-  readonly stageRules: Record<StageName, events.Rule>;
+  readonly stageRules: Partial<Record<StageName, events.Rule>>;
   /** The sweeper schedule rule. */
   readonly sweepSchedule: events.Rule;
 
@@ -156,6 +151,9 @@ export class Pipeline extends Construct {
     const stageRules: Partial<Record<StageName, events.Rule>> = {};
     for (const route of STAGE_ROUTES) {
       const stage = props.stages[route.stage];
+      if (!stage) {
+        throw new Error(`the stage table routes ${route.detailType} to ${route.stage}, which is not among the stage functions`);
+      }
       const rule = new events.Rule(this, `${route.detailType}Rule`, {
         ruleName: `${props.prefix}-${route.detailType}-to-${route.stage}`,
         description: `opx: ${route.detailType} wakes the ${route.stage} stage`,
@@ -171,7 +169,7 @@ export class Pipeline extends Construct {
       );
       stageRules[route.stage] = rule;
     }
-    this.stageRules = stageRules as Record<StageName, events.Rule>;
+    this.stageRules = stageRules;
 
     this.sweepSchedule = new events.Rule(this, 'SweepSchedule', {
       ruleName: `${props.prefix}-sweep`,

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
 import { PAGING_DETAIL_TYPES } from '../lib/paging';
 import { STAGE_ROUTES } from '../lib/pipeline';
+import { parseStageTable, STAGES } from '../lib/stages';
 import { CfnResource, buildStack, logicalId, references, resourcesOfType } from './support';
 
 const built = buildStack();
@@ -27,6 +28,29 @@ describe('event routing on the opx bus', () => {
       EventPattern: { source: ['opx'] },
       RetentionDays: 30,
     });
+  });
+
+  it('reads the stage table the Rust code generates and refuses one it cannot declare', () => {
+    assert.deepEqual(
+      STAGES.map((spec) => [spec.stage, spec.function, spec.runsFromBus]),
+      [
+        ['detect', 'detection', true],
+        ['correlate', 'evidence', true],
+        ['assess', 'confidence', true],
+        ['promote', 'promotion', true],
+        ['page', 'fanout', false],
+      ],
+    );
+    const row = { stage: 'detect', function: 'detection', input_event_types: ['SignalAccepted'], output_event_types: [], runs_from_bus: true };
+    assert.equal(parseStageTable(JSON.stringify({ stages: [row] })).length, 1);
+    for (const bad of [
+      { stages: [] },
+      { stages: [{ ...row, function: 'detector' }] },
+      { stages: [{ ...row, input_event_types: 'SignalAccepted' }] },
+      { stages: [{ ...row, runs_from_bus: 'yes' }] },
+    ]) {
+      assert.throws(() => parseStageTable(JSON.stringify(bad)), /stages\.json/);
+    }
   });
 
   it('routes each consumed event type to its stage and nowhere else', () => {

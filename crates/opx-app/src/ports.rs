@@ -140,6 +140,33 @@ impl Stage {
     }
 }
 
+/// The stage table the CDK app declares its bus rules from
+/// (`infra/lib/generated/stages.json`; a test fails when the checked-in file differs):
+/// each stage's function, the event types it consumes and writes, and whether the bus
+/// invokes its function.
+pub fn stage_table_json() -> String {
+    let stages: Vec<serde_json::Value> = Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            serde_json::json!({
+                "stage": stage.as_str(),
+                "function": stage.function_name(),
+                "input_event_types": stage.input_event_types(),
+                "output_event_types": stage.output_event_types(),
+                "runs_from_bus": stage.runs_from_bus(),
+            })
+        })
+        .collect();
+    let document = serde_json::json!({
+        "generated_by": "crates/opx-app (opx_app::ports::stage_table_json); regenerate with \
+                         OPX_WRITE_STAGES=1 cargo test -p opx-app --test stage_table",
+        "stages": stages,
+    });
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// One unit of pending work: a stage that must still consume a committed event. Added in
 /// the same commit as the event, removed in the same commit as the stage's output, so
 /// after a crash the queue holds exactly the work that did not happen.

@@ -585,29 +585,3 @@ async fn replay_refuses_an_idempotency_record_for_a_page() {
         DivergenceKind::IdempotencyMismatch
     );
 }
-
-/// The CDK app's paging rule matches the detail-types of exactly the events that queue a
-/// page: a type paged by the rule but not queued would not be re-sent, a type queued but not
-/// routed would be re-sent to nobody.
-#[test]
-#[allow(clippy::disallowed_methods)] // reads the CDK app's source, not a store
-fn the_paging_rule_of_the_cdk_app_routes_exactly_the_events_that_queue_a_page() {
-    let source = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/lib/paging.ts"),
-    )
-    .unwrap();
-    let declaration = "export const PAGING_DETAIL_TYPES = [";
-    let line = source
-        .lines()
-        .find(|line| line.starts_with(declaration))
-        .expect("infra/lib/paging.ts declares PAGING_DETAIL_TYPES on one line");
-    let listed: Vec<&str> = line[declaration.len()..]
-        .split(']')
-        .next()
-        .unwrap()
-        .split(',')
-        .map(|item| item.trim().trim_matches('\''))
-        .filter(|item| !item.is_empty())
-        .collect();
-    assert_eq!(listed, opx_app::ports::PAGING_EVENT_TYPES);
-}
