@@ -516,7 +516,7 @@ fn canonical_query_forms(query: Option<&str>) -> Vec<String> {
 /// The query's `name=value` pairs sorted, bytes as sent (botocore's canonical query for a
 /// request whose URL carries it).
 fn query_as_written(query: Option<&str>) -> String {
-    let mut pairs: Vec<(&str, &str)> = query
+    let pairs: Vec<(&str, &str)> = query
         .unwrap_or_default()
         .split('&')
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
@@ -524,17 +524,12 @@ fn query_as_written(query: Option<&str>) -> String {
     if pairs == [("", "")] {
         return String::new();
     }
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    sorted_query(pairs)
 }
 
 /// The canonical query: every `name=value` pair decoded, re-encoded, sorted.
 fn canonical_query(query: Option<&str>) -> String {
-    let mut pairs: Vec<(String, String)> = query
+    let pairs: Vec<(String, String)> = query
         .unwrap_or_default()
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -546,10 +541,15 @@ fn canonical_query(query: Option<&str>) -> String {
             )
         })
         .collect();
+    sorted_query(pairs)
+}
+
+/// `name=value` pairs sorted (by name, then value) and joined with `&`.
+fn sorted_query<T: AsRef<str> + Ord>(mut pairs: Vec<(T, T)>) -> String {
     pairs.sort();
     pairs
         .iter()
-        .map(|(name, value)| format!("{name}={value}"))
+        .map(|(name, value)| format!("{}={}", name.as_ref(), value.as_ref()))
         .collect::<Vec<_>>()
         .join("&")
 }
