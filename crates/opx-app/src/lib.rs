@@ -11,4 +11,5 @@ pub mod pipeline;
 pub mod ports;
 pub mod recovery;
 pub mod replay;
+pub mod store_cursor;
 pub mod whatif;

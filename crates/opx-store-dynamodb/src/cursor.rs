@@ -1,12 +1,13 @@
 //! Opaque page cursors.
 //!
-//! A cursor is `<list tag>1.<hex>`: the tag ties it to the list that issued it (and, for
-//! projections, to the kind), the `1` is the format version, and the hex is the sort key
-//! (or, for idempotency records, the partition key) of the page's last item. The next page
+//! The format is the one every backend shares (`opx_app::store_cursor`); here the tag of
+//! a projections cursor also names the kind, and the key is the sort key (or, for
+//! idempotency records, the partition key) of the page's last item. The next page
 //! is a Query or Scan with that key as `ExclusiveStartKey`, so a cursor stays valid when
 //! the item it names is deleted meanwhile (DynamoDB starts after the key, not at an item).
 
 use opx_app::ports::StoreError;
+use opx_app::store_cursor;
 
 /// Which list a cursor belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +25,7 @@ impl List<'_> {
             List::Streams => "st".to_string(),
             List::Idempotency => "id".to_string(),
             // The kind is part of the tag, so a cursor of one kind is refused by another.
-            List::Projections { kind } => format!("pr{}-", hex(kind.as_bytes())),
+            List::Projections { kind } => format!("pr{}-", store_cursor::hex(kind.as_bytes())),
             List::Work => "wk".to_string(),
             List::Rejects => "rj".to_string(),
         }
@@ -41,63 +42,14 @@ impl List<'_> {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(HEX[usize::from(byte >> 4)]));
-        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    text
-}
-
 /// The cursor after a page whose last key is `key`.
 pub(crate) fn encode(list: List<'_>, key: &str) -> String {
-    format!("{}1.{}", list.tag(), hex(key.as_bytes()))
+    store_cursor::encode(&list.tag(), key)
 }
 
 /// The key a cursor from [`encode`] carries.
 pub(crate) fn decode(list: List<'_>, cursor: &str) -> Result<String, StoreError> {
-    let invalid = || {
-        StoreError::Invalid(format!(
-            "cursor {:?} was not issued by {} of this store; pass back the `next` of the \
-             previous page unchanged, or start again without a cursor",
-            truncated(cursor),
-            list.name()
-        ))
-    };
-    let hex = cursor
-        .strip_prefix(list.tag().as_str())
-        .and_then(|rest| rest.strip_prefix("1."))
-        .ok_or_else(invalid)?;
-    if hex.is_empty() || hex.len() % 2 != 0 {
-        return Err(invalid());
-    }
-    let mut bytes = Vec::with_capacity(hex.len() / 2);
-    for pair in hex.as_bytes().chunks_exact(2) {
-        let high = nibble(pair[0]).ok_or_else(invalid)?;
-        let low = nibble(pair[1]).ok_or_else(invalid)?;
-        bytes.push(high << 4 | low);
-    }
-    String::from_utf8(bytes).map_err(|_| invalid())
-}
-
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// Hostile cursors can be long; error messages quote only their start.
-fn truncated(text: &str) -> &str {
-    let mut end = text.len().min(80);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    store_cursor::decode(&list.tag(), list.name(), cursor)
 }
 
 #[cfg(test)]
