@@ -235,6 +235,27 @@ pub struct Pipeline<'a, S: Store, P: Publisher> {
     recorded_streams: std::sync::Mutex<BTreeSet<String>>,
 }
 
+/// Removes the [`Stage::Page`] items of `events` once a publish of them reached the
+/// subscribers; returns how many there were (no commit when none of the events pages).
+/// Removing a missing item is no conflict, so completing a page twice is harmless.
+pub async fn complete_pages<S: Store>(
+    store: &S,
+    events: &[EventEnvelope],
+) -> Result<usize, StoreError> {
+    let pages: Vec<WorkItem> = events.iter().filter_map(WorkItem::page_of).collect();
+    if pages.is_empty() {
+        return Ok(0);
+    }
+    let count = pages.len();
+    store
+        .commit(Commit {
+            work_done: pages,
+            ..Commit::default()
+        })
+        .await?;
+    Ok(count)
+}
+
 /// The key of the open-incident pointer of an (environment, service).
 pub fn open_incident_key(environment: &str, service: &str) -> String {
     FieldHasher::new("opx.open-incident-key.v1")
@@ -372,22 +393,12 @@ impl<'a, S: Store, P: Publisher> Pipeline<'a, S, P> {
             }
         }
         let events = commit.events.clone();
-        let pages: Vec<WorkItem> = commit
-            .work_added
-            .iter()
-            .filter(|item| item.stage == Stage::Page)
-            .cloned()
-            .collect();
         let pointers = self.store.commit(commit).await?;
         match self.publisher.publish(&events).await {
-            Ok(()) if self.publisher.delivers() && !pages.is_empty() => {
+            Ok(()) if self.publisher.delivers() => {
                 // Published to the subscribers: the pages are sent, as when the fan-out
                 // publishes them. If removing them fails, a later run sends them again.
-                let done = Commit {
-                    work_done: pages,
-                    ..Commit::default()
-                };
-                if let Err(error) = self.store.commit(done).await {
+                if let Err(error) = complete_pages(self.store, &events).await {
                     tracing::warn!(%error, "pages published but their work items could not be removed; a later run sends them again");
                 }
             }

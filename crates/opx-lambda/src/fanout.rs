@@ -28,7 +28,8 @@ use crate::error::HandlerError;
 use crate::invocation::Invocation;
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use opx_app::ports::{Commit, Publisher, Store, WorkItem};
+use opx_app::pipeline::complete_pages;
+use opx_app::ports::{Publisher, Store};
 use serde::Serialize;
 
 /// Most stream records one invocation handles (set the event source mapping's batch size
@@ -137,17 +138,11 @@ pub async fn handle_fanout<S: Store, P: Publisher>(
         match publisher.publish(std::slice::from_ref(&event)).await {
             Ok(()) => {
                 outcome.report.published += 1;
-                if let Some(page) = WorkItem::page_of(&event) {
-                    let done = Commit {
-                        work_done: vec![page],
-                        ..Commit::default()
-                    };
-                    match store.commit(done).await {
-                        Ok(_) => outcome.report.pages_sent += 1,
-                        Err(error) => {
-                            outcome.report.pages_left_queued += 1;
-                            tracing::warn!(function = invocation.function, retryable = error.is_transient(), stream = %event.stream_id, sequence = event.sequence, %error, "page published but its work item could not be removed; the sweeper will send it again");
-                        }
+                match complete_pages(store, std::slice::from_ref(&event)).await {
+                    Ok(pages) => outcome.report.pages_sent += pages as u64,
+                    Err(error) => {
+                        outcome.report.pages_left_queued += 1;
+                        tracing::warn!(function = invocation.function, retryable = error.is_transient(), stream = %event.stream_id, sequence = event.sequence, %error, "page published but its work item could not be removed; the sweeper will send it again");
                     }
                 }
             }
