@@ -368,14 +368,12 @@ pub fn route_table_json() -> String {
             json_object_body: route.action().is_some(),
         })
         .collect();
-    let document = serde_json::json!({
-        "generated_by": "crates/opx-api (opx_api::routes::route_table_json); regenerate with \
-                         OPX_WRITE_ROUTES=1 cargo test -p opx-api --test route_table",
-        "routes": routes,
-    });
-    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    text.push('\n');
-    text
+    opx_app::generated::document(
+        "crates/opx-api (opx_api::routes::route_table_json); regenerate with \
+         OPX_WRITE_ROUTES=1 cargo test -p opx-api --test route_table",
+        "routes",
+        &routes,
+    )
 }
 
 #[cfg(test)]

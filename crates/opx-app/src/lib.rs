@@ -5,6 +5,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod generated;
 pub mod human;
 pub mod ingest;
 pub mod pipeline;

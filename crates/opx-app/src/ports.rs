@@ -157,14 +157,12 @@ pub fn stage_table_json() -> String {
             })
         })
         .collect();
-    let document = serde_json::json!({
-        "generated_by": "crates/opx-app (opx_app::ports::stage_table_json); regenerate with \
-                         OPX_WRITE_STAGES=1 cargo test -p opx-app --test stage_table",
-        "stages": stages,
-    });
-    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    text.push('\n');
-    text
+    crate::generated::document(
+        "crates/opx-app (opx_app::ports::stage_table_json); regenerate with \
+         OPX_WRITE_STAGES=1 cargo test -p opx-app --test stage_table",
+        "stages",
+        &stages,
+    )
 }
 
 /// One unit of pending work: a stage that must still consume a committed event. Added in
